@@ -1,0 +1,166 @@
+"""The Python API: encode an image to ``.tcz`` bytes, decode them back, read a header.
+
+>>> import tcodec
+>>> from PIL import Image
+>>> data = tcodec.encode(Image.new("RGB", (64, 48), "teal"), backend="jpeg", quality=90)
+>>> tcodec.read_info(data).backend, tcodec.decode(data).size
+('jpeg', (64, 48))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from PIL import Image
+
+from tcodec.backends import get_backend
+from tcodec.container import Container, pack, unpack
+from tcodec.errors import FormatError, InputError
+from tcodec.images import LoadedImage, load_image, warn_notes
+
+DEFAULT_BACKEND = "jpeg"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+ImageSource = str | os.PathLike | bytes | Image.Image
+TczSource = str | os.PathLike | bytes
+
+
+def encode(
+    image: ImageSource,
+    backend: str = DEFAULT_BACKEND,
+    quality: float | None = None,
+    *,
+    caption: str | None = None,
+    store_caption: bool | None = None,
+    device: str = "auto",
+    options: Mapping[str, str] | None = None,
+) -> bytes:
+    """Encode an image (path, encoded bytes or PIL image) to the bytes of a ``.tcz`` file.
+
+    Args:
+        image: what to encode; converted to L or RGB as the README's "Inputs" says
+            (conversions that lose something are reported as ``TcodecWarning``).
+        backend: ``"jpeg"``, ``"taco"`` or ``"perco"``; see ``tcodec backends``.
+        quality: in the backend's range; None takes its default.
+        caption: text describing the image.
+        store_caption: keep the caption in the file; None follows the backend
+            (jpeg: stored when given; taco: guides the encoder, not stored; perco: stored).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (learned backends only).
+        options: backend-specific settings, e.g. ``{"subsampling": "4:4:4"}`` for jpeg.
+
+    Raises:
+        InputError: unreadable image, bad quality, option or device.
+        BackendError: unknown backend, or its dependencies are missing.
+    """
+    loaded = load_image(image)
+    warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
+    return encode_loaded(loaded, backend, quality, caption=caption, store_caption=store_caption,
+                         device=device, options=options)
+
+
+def encode_loaded(
+    loaded: LoadedImage,
+    backend: str = DEFAULT_BACKEND,
+    quality: float | None = None,
+    *,
+    caption: str | None = None,
+    store_caption: bool | None = None,
+    device: str = "auto",
+    options: Mapping[str, str] | None = None,
+) -> bytes:
+    """:func:`encode` for an image already loaded by :func:`tcodec.images.load_image`."""
+    codec = get_backend(backend)
+    quality = check_quality(backend, quality)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(codec.options))
+    if unknown:
+        known = ", ".join(codec.options) or "none"
+        raise InputError(f"unknown option {unknown[0]!r} for {backend} (known: {known})")
+    check_device(device)
+    keep = _caption_to_store(codec, caption, store_caption)
+    payload = codec.encode(loaded.image, quality=quality, caption=caption, device=device, options=options)
+    container = Container(
+        backend=backend,
+        quality=quality,
+        width=payload.width,
+        height=payload.height,
+        mode=payload.mode,
+        streams=payload.streams,
+        entropy_coder=payload.entropy_coder,
+        model_hash=payload.model_hash,
+        caption=caption if keep else None,
+    )
+    return pack(container)
+
+
+def decode(source: TczSource, *, device: str = "auto") -> Image.Image:
+    """Decode a ``.tcz`` file (path or bytes) to a PIL image (mode L or RGB).
+
+    Raises:
+        FormatError: not a valid ``.tcz`` file.
+        InputError: the path cannot be read.
+        BackendError: the file's backend is not available here.
+    """
+    check_device(device)
+    return decode_container(read_info(source), device=device)
+
+
+def decode_container(container: Container, *, device: str = "auto") -> Image.Image:
+    image = get_backend(container.backend).decode(container, device=device)
+    if image.size != (container.width, container.height) or image.mode != container.mode:
+        raise FormatError(f"decoded image is {image.size} {image.mode}, the header says "
+                          f"{(container.width, container.height)} {container.mode}")
+    return image
+
+
+def read_info(source: TczSource) -> Container:
+    """Parse and verify a ``.tcz`` file without decoding its image (no torch needed)."""
+    return unpack(source if isinstance(source, bytes) else read_file(source))
+
+
+def native_bytes(container: Container) -> tuple[str, bytes] | None:
+    """The original standard file inside a container (e.g. the JPEG), if it has one."""
+    fmt = get_backend(container.backend).native_format
+    return (fmt, container.streams[0]) if fmt else None
+
+
+def check_quality(backend: str, quality: float | None) -> float:
+    codec = get_backend(backend)
+    if quality is None:
+        return codec.default_quality
+    low, high = codec.quality_range
+    if not low <= quality <= high or (codec.integer_quality and quality != int(quality)):
+        kind = "an integer" if codec.integer_quality else "a number"
+        raise InputError(f"quality for {backend} must be {kind} from {low:g} to {high:g}, not {quality:g}")
+    return int(quality) if codec.integer_quality else float(quality)
+
+
+def check_device(device: str) -> None:
+    if not _DEVICE.fullmatch(device):
+        raise InputError(f"device must be auto, cpu or cuda[:N], not {device!r}")
+
+
+def _caption_to_store(codec, caption: str | None, store_caption: bool | None) -> bool:
+    if codec.caption_use == "decoder":
+        if caption is None:
+            raise InputError(f"{codec.name} needs a caption: its decoder is conditioned on it")
+        if store_caption is False:
+            raise InputError(f"{codec.name} always stores the caption: its decoder needs it")
+        return True
+    if store_caption is None:
+        store_caption = codec.caption_use == "store"
+    return caption is not None and store_caption
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None

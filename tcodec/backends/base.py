@@ -1,0 +1,61 @@
+"""The one interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from PIL import Image
+
+from tcodec.container import Container
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a backend's encoder produces; the API adds backend, quality and caption."""
+
+    streams: tuple[bytes, ...]
+    mode: str
+    width: int
+    height: int
+    entropy_coder: str = "none"
+    model_hash: bytes | None = None
+
+
+class Backend(ABC):
+    """A codec behind tcodec's CLI and API.
+
+    A backend takes typed arguments and raises :class:`tcodec.errors.TcodecError`s; it
+    never sees CLI objects. Class attributes describe it to the CLI (``tcodec backends``)
+    and to the generic checks in :mod:`tcodec.api`.
+    """
+
+    name: ClassVar[str]  # stable; its code in tcodec.container.BACKEND_CODES goes in every file
+    quality_range: ClassVar[tuple[float, float]]
+    default_quality: ClassVar[float]
+    integer_quality: ClassVar[bool] = False
+    options: ClassVar[Mapping[str, str]] = {}  # option name -> help text
+    # How a caption is used: only stored ("store"), guides the encoder ("encoder", stored
+    # only when asked), or needed by the decoder ("decoder", always stored).
+    caption_use: ClassVar[Literal["store", "encoder", "decoder"]] = "store"
+    # When stream 0 is a complete file in a standard format (e.g. "JPEG"), decoders can
+    # hand it out unchanged.
+    native_format: ClassVar[str | None] = None
+
+    @abstractmethod
+    def encode(
+        self,
+        image: Image.Image,
+        *,
+        quality: float,
+        caption: str | None,
+        device: str,
+        options: Mapping[str, str],
+    ) -> Payload:
+        """Code an L or RGB image."""
+
+    @abstractmethod
+    def decode(self, container: Container, *, device: str) -> Image.Image:
+        """Decode a container written by this backend to an L or RGB image."""

@@ -1,0 +1,174 @@
+"""Converting whole folders: plan the jobs, run them in parallel, report as they finish.
+
+A folder run mirrors the input tree under the output folder, skips outputs that exist
+(unless forced), reports a bad file and carries on with the rest. Each output is
+written atomically, so an interrupted run can simply be run again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tcodec.errors import InputError, TcodecError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class FileResult:
+    bytes_in: int
+    bytes_out: int
+    pixels: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    pixels: int = 0
+
+    def add(self, result: FileResult) -> None:
+        self.done += 1
+        self.bytes_in += result.bytes_in
+        self.bytes_out += result.bytes_out
+        self.pixels += result.pixels
+
+    def describe(self, verb: str, bpp_of: str) -> str:
+        line = f"{verb} {self.done} file{'s' * (self.done != 1)}"
+        if self.skipped:
+            line += f", skipped {self.skipped} (output exists; --force overwrites)"
+        if self.failed:
+            line += f", {len(self.failed)} failed"
+        if self.done:
+            line += f"; {_size(self.bytes_in)} -> {_size(self.bytes_out)}"
+            bits = 8 * (self.bytes_out if bpp_of == "output" else self.bytes_in)
+            line += f", {bits / max(self.pixels, 1):.3f} bpp"
+        return line
+
+
+def plan(source_dir: Path, target_dir: Path, suffixes: frozenset[str], new_suffix: str) -> tuple[list[Job], list[str]]:
+    """Jobs for every matching file under ``source_dir``, in sorted order.
+
+    Returns the jobs and one message per file that cannot be done because another
+    input maps to the same output (``a.png`` and ``a.jpg`` both give ``a.tcz``).
+    """
+    jobs: list[Job] = []
+    conflicts: list[str] = []
+    claimed: dict[Path, Path] = {}
+    for source in _walk(source_dir):
+        if source.suffix.lower() not in suffixes:
+            continue
+        target = target_dir / source.relative_to(source_dir).with_suffix(new_suffix)
+        if target in claimed:
+            conflicts.append(f"{source}: not converted, {claimed[target]} has the same output {target}")
+            continue
+        claimed[target] = source
+        jobs.append(Job(source, target))
+    return jobs, conflicts
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, sorted, skipping hidden names (and our temporary files)."""
+    def fail(error: OSError) -> None:
+        raise InputError(f"{error.filename}: cannot list folder ({error.strerror})")
+
+    for root, dirs, files in os.walk(folder, onerror=fail):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def run(
+    jobs: list[Job],
+    process: Callable[[Job], FileResult],
+    *,
+    n_jobs: int,
+    force: bool,
+    report: Callable[[str, str], None],
+    label: Callable[[TcodecError, str], TcodecError],
+) -> Summary:
+    """Run ``process`` on every job; failures and notes go to ``report(kind, text)``,
+    an error's text through ``label(error, source)`` so that it names its file."""
+    summary = Summary()
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not force:
+            summary.skipped += 1
+        else:
+            todo.append(job)
+    with _progress(len(todo), report) as (advance, emit):
+        with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+            futures = {pool.submit(process, job): job for job in todo}
+            try:
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        result = future.result()
+                    except TcodecError as error:
+                        summary.failed.append(str(job.source))
+                        emit("error", str(label(error, str(job.source))))
+                    else:
+                        summary.add(result)
+                        for note in result.notes:
+                            emit("warning", f"{job.source}: {note}")
+                    advance()
+            except KeyboardInterrupt:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return summary
+
+
+class _progress:
+    """A Rich progress bar on stderr when it is a terminal; messages print above it."""
+
+    def __init__(self, total: int, report: Callable[[str, str], None]) -> None:
+        self.total, self.report = total, report
+        self.enabled = sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return (lambda: None), self.report
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task("tcodec", total=self.total)
+
+        def emit(kind: str, text: str) -> None:
+            self.bar.console.print(f"tcodec: {kind}: {text}", markup=False, highlight=False)
+
+        return (lambda: self.bar.advance(task)), emit
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _size(n: float) -> str:
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}"

@@ -1,0 +1,278 @@
+"""The ``tcodec`` command: parse arguments, call the library, map errors to exit codes.
+
+Exit codes (README, "Exit codes"): 0 ok, 1 bug, 2 bad input or usage, 3 bad .tcz file,
+4 model weights, 5 backend unavailable, 6 some files of a folder failed, 7 output
+cannot be written, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tcodec import api, batch
+from tcodec.caption_files import CaptionSource, read_jsonl
+from tcodec.errors import InputError, OutputError, TcodecError
+from tcodec.fileio import write_atomic
+from tcodec.images import load_image
+
+EXIT_SOME_FAILED = 6
+
+app = typer.Typer(
+    help="Image compression with text information: .tcz files with jpeg, taco and perco backends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Typer itself turns usage errors into exit code 2 and Ctrl-C into 130.
+    try:
+        app()
+    except TcodecError as error:
+        if _debug:
+            traceback.print_exc()
+        _say("error", str(error))
+        sys.exit(error.exit_code)
+
+
+def _say(kind: str, text: str) -> None:
+    print(f"tcodec: {kind}: {text}", file=sys.stderr)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tcodec import __version__
+
+        print(f"tcodec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
+
+
+BackendOpt = Annotated[str, typer.Option("--backend", "-m", help="jpeg, taco or perco (see `tcodec backends`).")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder, or - for stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs that exist.")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files converted in parallel (folders).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (learned backends).")]
+
+
+@app.command()
+def encode(
+    input: Annotated[str, typer.Argument(help="Image file, folder (converted recursively), or - for stdin.")],
+    output: OutputOpt = None,
+    backend: BackendOpt = api.DEFAULT_BACKEND,
+    quality: Annotated[Optional[float], typer.Option("--quality", "-q", help="Backend quality; default: the backend's.")] = None,
+    caption: Annotated[Optional[str], typer.Option(help="Caption text for every image.")] = None,
+    captions: Annotated[Optional[Path], typer.Option(help="JSON Lines file of captions: {\"file\": ..., \"caption\": ...}.")] = None,
+    sidecar_captions: Annotated[bool, typer.Option(help="Use <image>.txt beside each image as its caption.")] = False,
+    store_caption: Annotated[Optional[bool], typer.Option("--store-caption/--no-store-caption",
+                                                          help="Keep the caption in the file (default: per backend).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE",
+                                                        help="Backend option, e.g. -O subsampling=4:4:4.")] = None,
+    device: DeviceOpt = "auto",
+    jobs: JobsOpt = 1,
+    force: ForceOpt = False,
+) -> None:
+    """Encode an image (or a folder of images) to .tcz."""
+    options = _parse_options(option or [])
+    api.check_quality(backend, quality)  # fail before touching any file
+    api.check_device(device)
+    caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
+
+    def encode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
+        data = _read_stdin() if source is None else api.read_file(source)
+        loaded = load_image(data, name=str(source) if source else "<stdin>")
+        text = caption_source.for_image(source, root) if source else caption_source.text
+        encoded = api.encode_loaded(loaded, backend, quality, caption=text, store_caption=store_caption,
+                                    device=device, options=options)
+        pixels = loaded.image.width * loaded.image.height
+        return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
+
+    _convert(input, output, encode_one, ".tcz", batch.IMAGE_SUFFIXES, "encoded", "output", jobs, force)
+
+
+@app.command()
+def decode(
+    input: Annotated[str, typer.Argument(help=".tcz file, folder (converted recursively), or - for stdin.")],
+    output: OutputOpt = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="png (default), jpg, webp, bmp, tiff, ppm; "
+                                                  "a jpeg .tcz written as jpg gives its original JPEG bytes.")] = None,
+    device: DeviceOpt = "auto",
+    jobs: JobsOpt = 1,
+    force: ForceOpt = False,
+) -> None:
+    """Decode a .tcz file (or a folder of them) to an image."""
+    from tcodec.output_formats import image_bytes, resolve_format
+
+    api.check_device(device)
+    fmt = resolve_format(format, output)
+
+    def decode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
+        data = _read_stdin() if source is None else api.read_file(source)
+        container = api.read_info(data)
+        written = image_bytes(container, fmt, device)
+        pixels = container.width * container.height
+        return written, batch.FileResult(len(data), len(written), pixels)
+
+    _convert(input, output, decode_one, fmt.suffix, frozenset({".tcz"}), "decoded", "input", jobs, force)
+
+
+def _convert(input, output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force) -> None:
+    """Shared by encode and decode: stdin/stdout, a single file, or a folder."""
+    if input != "-" and Path(input).is_dir():
+        _convert_folder(Path(input), output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force)
+        return
+    source = None if input == "-" else Path(input)
+    if output is None:
+        output = "-" if source is None else str(source.with_suffix(new_suffix))
+    elif output != "-" and Path(output).is_dir():
+        output = str(Path(output) / (source.with_suffix(new_suffix).name if source else "stdin" + new_suffix))
+    if output == "-" and sys.stdout.isatty():
+        raise OutputError("refusing to write binary data to a terminal; give -o FILE or redirect stdout")
+    same_as_input = source is not None and output != "-" and Path(output).resolve() == source.resolve()
+    if output != "-" and not force and not same_as_input and Path(output).exists():
+        # checked before the work; an output equal to the input is refused when written
+        raise OutputError(f"{output}: already exists (use --force to overwrite)")
+    try:
+        data, result = convert_one(source)
+    except TcodecError as error:
+        raise labelled(error, input) from None
+    for note in result.notes:
+        _say("warning", f"{input}: {note}")
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(output, data, overwrite=force)
+
+
+def _convert_folder(folder, output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force) -> None:
+    if output == "-":
+        raise InputError("a folder cannot be written to stdout; give -o FOLDER")
+    target_dir = Path(output) if output else folder
+    if target_dir.exists() and not target_dir.is_dir():
+        raise OutputError(f"{target_dir}: is a file; a folder input needs an output folder")
+    planned, conflicts = batch.plan(folder, target_dir, suffixes, new_suffix)
+    if not planned and not conflicts:
+        raise InputError(f"{folder}: no files to convert (looked for {', '.join(sorted(suffixes))})")
+    for message in conflicts:
+        _say("error", message)
+
+    def process(job: batch.Job) -> batch.FileResult:
+        data, result = convert_one(job.source, folder)
+        write_atomic(job.target, data, overwrite=True)  # existing outputs were filtered by --force
+        return result
+
+    started = time.perf_counter()
+    summary = batch.run(planned, process, n_jobs=jobs, force=force, report=_say, label=labelled)
+    summary.failed.extend(conflicts)
+    _say("info", f"{summary.describe(verb, bpp_of)} in {time.perf_counter() - started:.1f} s")
+    if summary.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command()
+def info(
+    files: Annotated[list[str], typer.Argument(help=".tcz files (- for stdin).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, one per line.")] = False,
+) -> None:
+    """Show a .tcz file's header, caption and sizes without decoding it."""
+    for name in files:
+        data = _read_stdin() if name == "-" else api.read_file(name)
+        container = api.read_info(data)
+        fields = {
+            "file": name,
+            "format_version": data[3] >> 4,
+            "backend": container.backend,
+            "quality": container.quality,
+            "width": container.width,
+            "height": container.height,
+            "mode": container.mode,
+            "size_bytes": len(data),
+            "bpp": round(8 * len(data) / (container.width * container.height), 5),
+            "model_hash": container.model_hash.hex() if container.model_hash else None,
+            "entropy_coder": container.entropy_coder,
+            "caption": container.caption,
+            "caption_bytes": container.layout["caption"],
+            "header_bytes": container.layout["header"],
+            "stream_bytes": [len(s) for s in container.streams],
+            "framing_bytes": container.layout["framing"],
+        }
+        if as_json:
+            print(json.dumps(fields, ensure_ascii=False))
+        else:
+            width = max(map(len, fields))
+            for key, value in fields.items():
+                shown = "-" if value is None else f"{value:g}" if isinstance(value, float) else value
+                print(f"{key:<{width}}  {shown}")
+
+
+@app.command()
+def backends() -> None:
+    """List the backends, their quality range, options and whether they are installed."""
+    from tcodec.backends import REGISTRY, get_backend, is_installed
+
+    for name, entry in REGISTRY.items():
+        if not is_installed(name):
+            print(f"{name}: not installed (pip install 'tcodec[{entry.extra}]')")
+            continue
+        codec = get_backend(name)
+        low, high = codec.quality_range
+        print(f"{name}: quality {low:g}-{high:g} (default {codec.default_quality:g}), caption: {codec.caption_use}")
+        for key, help_text in codec.options.items():
+            print(f"    -O {key}=...  {help_text}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's files.")] = Path("tcodec-demo"),
+    backend: BackendOpt = api.DEFAULT_BACKEND,
+    quality: Annotated[Optional[float], typer.Option("--quality", "-q")] = None,
+) -> None:
+    """Encode and decode the built-in test card, and print what it measured."""
+    from tcodec.demo import run_demo
+
+    for line in run_demo(output, backend, quality):
+        print(line)
+
+
+def labelled(error: TcodecError, label: str) -> TcodecError:
+    """The same error, its message starting with the file it is about."""
+    text = str(error)
+    return error if text.startswith(label) else type(error)(f"{label}: {text}")
+
+
+def _parse_options(items: list[str]) -> dict[str, str]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"option {item!r} is not KEY=VALUE")
+        options[key] = value
+    return options
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin.isatty():
+        raise InputError("no input on stdin (pipe a file in, or give a path)")
+    return sys.stdin.buffer.read()

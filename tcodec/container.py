@@ -1,0 +1,296 @@
+"""The ``.tcz`` container, format 1: pack and unpack, standard library only.
+
+The byte layout is specified in ``formats/tcz.md``; this module follows it field by
+field. The reader treats every file as untrusted: each length is checked against
+the bytes that are really there, every size against a limit, before anything is
+sliced or allocated, and the CRC-32 covers the whole file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from tcodec.errors import FormatError, InputError
+
+MAGIC = b"TCZ"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+
+# Frozen, append-only code tables (formats/tcz.md). A code is never reused or moved:
+# files written today must decode with the same meaning forever.
+BACKEND_CODES = {"jpeg": 1, "taco": 2, "perco": 3}
+MODE_CODES = {"L": 1, "RGB": 2}
+ENTROPY_CODER_CODES = {"none": 0, "constriction-range": 1, "constriction-ans": 2}
+CAPTION_UTF8 = 0  # caption coder 0: plain UTF-8; others come from tcodec.captions
+
+FLAG_MODEL_HASH = 0x01
+FLAG_CAPTION = 0x02
+KNOWN_FLAGS = FLAG_MODEL_HASH | FLAG_CAPTION
+
+MODEL_HASH_BYTES = 8
+MAX_SIDE = 65535  # JPEG's own limit, and far beyond any learned codec's use
+MAX_PIXELS = 1 << 28  # ~268 megapixels, ~800 MB as 8-bit RGB
+MAX_CAPTION_BYTES = 4096  # UTF-8 bytes of the caption text
+MAX_CODED_CAPTION_BYTES = 8192
+MAX_STREAMS = 64
+MAX_QUALITY = 0xFFFF / 100
+MAX_VARINT_BYTES = 5  # enough for 2**35 - 1; longer varints are refused
+CRC_BYTES = 4
+
+_BY_CODE = {
+    "backend": {code: name for name, code in BACKEND_CODES.items()},
+    "mode": {code: name for name, code in MODE_CODES.items()},
+    "entropy coder": {code: name for name, code in ENTROPY_CODER_CODES.items()},
+}
+
+
+@dataclass(frozen=True)
+class Container:
+    """Everything a ``.tcz`` file holds, decoded.
+
+    Attributes:
+        backend: stable backend name (``"jpeg"``, ``"taco"``, ``"perco"``).
+        quality: the quality the file was encoded at (stored in hundredths).
+        width, height: size of the decoded image in pixels.
+        mode: Pillow mode of the decoded image, ``"L"`` or ``"RGB"``.
+        streams: the payload, one or more byte strings whose meaning the backend defines.
+        entropy_coder: how the streams were entropy coded (``"none"`` for a native
+            bitstream such as JPEG).
+        model_hash: the first 8 bytes of the model-version hash, or None for backends
+            without learned weights.
+        caption: the stored caption, or None.
+        layout: byte counts of each part, filled in by :func:`unpack` (for ``info``).
+    """
+
+    backend: str
+    quality: float
+    width: int
+    height: int
+    mode: str
+    streams: tuple[bytes, ...] = field(repr=False)
+    entropy_coder: str = "none"
+    model_hash: bytes | None = None
+    caption: str | None = None
+    layout: dict[str, int] | None = field(default=None, compare=False)
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the packed file; exact for containers that came from :func:`unpack`."""
+        return self.layout["file"] if self.layout else len(pack(self))
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def pack(container: Container) -> bytes:
+    """Serialize a container. Raises InputError for values the format cannot hold."""
+    c = container
+    _check_image_size(c.width, c.height, InputError)
+    quality_code = round(c.quality * 100)
+    if not 0 < quality_code <= 0xFFFF:
+        raise InputError(f"quality {c.quality} cannot be stored (0 < quality <= {MAX_QUALITY})")
+    if not 1 <= len(c.streams) <= MAX_STREAMS:
+        raise InputError(f"a container holds 1 to {MAX_STREAMS} streams, not {len(c.streams)}")
+    flags = 0
+    if c.model_hash is not None:
+        if len(c.model_hash) != MODEL_HASH_BYTES:
+            raise InputError(f"model hash must be {MODEL_HASH_BYTES} bytes")
+        flags |= FLAG_MODEL_HASH
+    if c.caption is not None:
+        flags |= FLAG_CAPTION
+
+    out = bytearray(MAGIC)
+    out.append(FORMAT_MAJOR << 4 | FORMAT_MINOR)
+    out.append(flags)
+    out.append(_code("backend", BACKEND_CODES, c.backend))
+    out += struct.pack("<H", quality_code)
+    out += _varint(c.width - 1) + _varint(c.height - 1)
+    out.append(_code("mode", MODE_CODES, c.mode))
+    out.append(_code("entropy coder", ENTROPY_CODER_CODES, c.entropy_coder))
+    if c.model_hash is not None:
+        out += c.model_hash
+    if c.caption is not None:
+        caption_coder, coded = encode_caption(c.caption)
+        out.append(caption_coder)
+        out += _varint(len(coded)) + coded
+    out += _varint(len(c.streams))
+    for stream in c.streams:
+        out += _varint(len(stream)) + stream
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def encode_caption(text: str) -> tuple[int, bytes]:
+    """Code a caption with the best available caption coder; returns (coder id, bytes).
+
+    The learned coder (``tcodec.captions``) is used when it is installed and smaller;
+    plain UTF-8 otherwise, so a stored caption is never larger than its text.
+    """
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_CAPTION_BYTES:
+        raise InputError(f"caption is {len(raw)} bytes of UTF-8; the limit is {MAX_CAPTION_BYTES}")
+    best = (CAPTION_UTF8, raw)
+    learned = _learned_caption_coder()
+    if learned is not None and raw:
+        coded = learned.encode_caption(text)
+        if len(coded) < len(raw):
+            best = (learned.CAPTION_CODER_ID, coded)
+    return best
+
+
+def _learned_caption_coder():
+    try:
+        from tcodec import captions
+    except ImportError:  # the caption model needs numpy + constriction
+        return None
+    return captions
+
+
+def _code(what: str, table: dict[str, int], name: str) -> int:
+    try:
+        return table[name]
+    except KeyError:
+        raise InputError(f"unknown {what} {name!r} (known: {', '.join(table)})") from None
+
+
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant group first."""
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and verify a ``.tcz`` file. Raises FormatError for anything invalid."""
+    data = bytes(data)
+    check_magic(data)
+    reader = _Reader(data)
+    reader.take(len(MAGIC) + 1)  # magic and version, checked above
+    flags = reader.byte("flags")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"unknown header flags 0x{flags:02x}; the file is corrupt or from a newer tcodec")
+    backend = _lookup("backend", reader.byte("backend"))
+    quality = struct.unpack("<H", reader.take(2, "quality"))[0] / 100
+    width = reader.varint("width") + 1
+    height = reader.varint("height") + 1
+    _check_image_size(width, height, FormatError)
+    mode = _lookup("mode", reader.byte("mode"))
+    entropy_coder = _lookup("entropy coder", reader.byte("entropy coder"))
+    model_hash = reader.take(MODEL_HASH_BYTES, "model hash") if flags & FLAG_MODEL_HASH else None
+    header_end = reader.pos
+    coded_caption = None
+    if flags & FLAG_CAPTION:
+        caption_coder = reader.byte("caption coder")
+        coded_caption = reader.sized(MAX_CODED_CAPTION_BYTES, "caption")
+    caption_end = reader.pos
+    n_streams = reader.varint("stream count")
+    if not 1 <= n_streams <= MAX_STREAMS:
+        raise FormatError(f"stream count {n_streams} is outside 1..{MAX_STREAMS}; the file is corrupt")
+    streams = tuple(reader.sized(len(data), f"stream {i}") for i in range(n_streams))
+    body_end = reader.pos
+    crc = reader.take(CRC_BYTES, "checksum")
+    if reader.pos != len(data):
+        raise FormatError(f"{len(data) - reader.pos} unexpected bytes after the end of the file")
+    if struct.unpack("<I", crc)[0] != zlib.crc32(data[:body_end]):
+        raise FormatError("checksum mismatch: the file is corrupted")
+    # Decoded only now, so the caption decoder never sees bytes the CRC did not vouch for.
+    caption = None if coded_caption is None else decode_caption(caption_coder, coded_caption)
+    layout = {
+        "file": len(data),
+        "header": header_end,
+        "caption": caption_end - header_end,
+        "streams": sum(len(s) for s in streams),
+        "framing": body_end - caption_end - sum(len(s) for s in streams) + CRC_BYTES,
+    }
+    return Container(backend, quality, width, height, mode, streams, entropy_coder, model_hash, caption, layout)
+
+
+def check_magic(data: bytes) -> None:
+    """Refuse foreign files and unsupported major versions with a clear message."""
+    if not data or not MAGIC.startswith(data[: len(MAGIC)]):
+        raise FormatError("not a .tcz file (wrong magic bytes)")
+    if len(data) <= len(MAGIC):
+        raise FormatError("truncated .tcz file: it ends inside the header")
+    major, minor = data[len(MAGIC)] >> 4, data[len(MAGIC)] & 0x0F
+    if major != FORMAT_MAJOR:
+        raise FormatError(
+            f".tcz format version {major}.{minor} is not supported; "
+            f"this tcodec reads {FORMAT_MAJOR}.x (a newer tcodec may read it)"
+        )
+
+
+def decode_caption(caption_coder: int, coded: bytes) -> str:
+    if caption_coder == CAPTION_UTF8:
+        if len(coded) > MAX_CAPTION_BYTES:
+            raise FormatError(f"caption is longer than {MAX_CAPTION_BYTES} bytes; the file is corrupt")
+        try:
+            return coded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError("caption is not valid UTF-8; the file is corrupt") from None
+    learned = _learned_caption_coder()
+    if learned is None or caption_coder != learned.CAPTION_CODER_ID:
+        raise FormatError(f"unknown caption coder {caption_coder} (written by a newer tcodec?)")
+    return learned.decode_caption(coded)
+
+
+def _lookup(what: str, code: int) -> str:
+    try:
+        return _BY_CODE[what][code]
+    except KeyError:
+        raise FormatError(f"unknown {what} code {code} (corrupt file, or written by a newer tcodec)") from None
+
+
+def _check_image_size(width: int, height: int, error: type[Exception]) -> None:
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
+        raise error(
+            f"image size {width}x{height} is outside the format's limits "
+            f"(sides 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels)"
+        )
+
+
+class _Reader:
+    """A cursor over untrusted bytes; every read is bounds-checked."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str = "header") -> bytes:
+        if n > len(self.data) - self.pos:
+            raise FormatError(
+                f"truncated .tcz file: {what} needs {n} bytes, only {len(self.data) - self.pos} left"
+            )
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(MAX_VARINT_BYTES):
+            b = self.byte(what)
+            value |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if b == 0 and i > 0:
+                    raise FormatError(f"{what} is not minimally encoded; the file is corrupt")
+                return value
+        raise FormatError(f"{what} is longer than {MAX_VARINT_BYTES} bytes; the file is corrupt")
+
+    def sized(self, limit: int, what: str) -> bytes:
+        n = self.varint(f"{what} length")
+        if n > limit:
+            raise FormatError(f"{what} claims {n} bytes, more than the limit of {limit}")
+        return self.take(n, what)
