@@ -70,7 +70,7 @@ def plan(source_dir: Path, target_dir: Path, suffixes: frozenset[str], new_suffi
     jobs: list[Job] = []
     conflicts: list[str] = []
     claimed: dict[Path, Path] = {}
-    for source in _walk(source_dir):
+    for source in sorted(_walk(source_dir)):
         if source.suffix.lower() not in suffixes:
             continue
         target = target_dir / source.relative_to(source_dir).with_suffix(new_suffix)
@@ -83,13 +83,13 @@ def plan(source_dir: Path, target_dir: Path, suffixes: frozenset[str], new_suffi
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """Files under ``folder``, sorted, skipping hidden names (and our temporary files)."""
+    """Files under ``folder``, skipping hidden names (and so our temporary files)."""
     def fail(error: OSError) -> None:
         raise InputError(f"{error.filename}: cannot list folder ({error.strerror})")
 
     for root, dirs, files in os.walk(folder, onerror=fail):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
             if not name.startswith("."):
                 yield Path(root) / name
 

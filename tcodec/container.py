@@ -197,7 +197,7 @@ def unpack(data: bytes) -> Container:
     n_streams = reader.varint("stream count")
     if not 1 <= n_streams <= MAX_STREAMS:
         raise FormatError(f"stream count {n_streams} is outside 1..{MAX_STREAMS}; the file is corrupt")
-    streams = tuple(reader.sized(len(data), f"stream {i}") for i in range(n_streams))
+    streams = tuple(reader.sized(None, f"stream {i}") for i in range(n_streams))
     body_end = reader.pos
     crc = reader.take(CRC_BYTES, "checksum")
     if reader.pos != len(data):
@@ -289,8 +289,9 @@ class _Reader:
                 return value
         raise FormatError(f"{what} is longer than {MAX_VARINT_BYTES} bytes; the file is corrupt")
 
-    def sized(self, limit: int, what: str) -> bytes:
+    def sized(self, limit: int | None, what: str) -> bytes:
+        """A varint length, then that many bytes; lengths above ``limit`` are refused."""
         n = self.varint(f"{what} length")
-        if n > limit:
+        if limit is not None and n > limit:
             raise FormatError(f"{what} claims {n} bytes, more than the limit of {limit}")
         return self.take(n, what)

@@ -77,15 +77,14 @@ def normalise(image: Image.Image) -> LoadedImage:
     """Bring any Pillow image to L or RGB following the module's rules."""
     notes: list[str] = []
     image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        # a palette may carry transparency; take it through RGBA to see
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     mode = image.mode
     if mode in ("L", "RGB"):
         return LoadedImage(image, notes)
     if mode == "1":
         return LoadedImage(image.convert("L"), notes)
-    if mode == "P":
-        # a palette may carry transparency; take it through RGBA to see
-        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
-        mode = image.mode
     if mode in _LOSSLESS_TO_RGB:
         return LoadedImage(image.convert("RGB"), notes)
     if mode in _WITH_ALPHA:
@@ -112,8 +111,8 @@ def _flatten_alpha(image: Image.Image, notes: list[str]) -> Image.Image:
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     # 65535 / 257 == 255 exactly, so round(x / 257) maps the 16-bit range onto 8 bits;
-    # Pillow truncates towards zero and clips to 0..255, hence the + 0.5.
-    return image.convert("I").point(lambda value: value * (1 / 257) + 0.5, "L")
+    # point() truncates towards zero, hence the + 0.5; convert("L") clips to 0..255.
+    return image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
 
 
 def warn_notes(loaded: LoadedImage, label: str) -> None:

@@ -1,0 +1,74 @@
+"""Write the golden vectors in formats/vectors/ that do not exist yet.
+
+    python formats/make_vectors.py
+
+Existing vectors are never rewritten: a vector that no longer decodes as its JSON says
+means the format changed, which needs a new format version, not a new vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from tcodec import api
+from tcodec.container import CAPTION_UTF8, Container, pack, unpack
+from tcodec.images import LoadedImage
+
+HERE = Path(__file__).parent / "vectors"
+
+
+def gradient(mode: str, width: int, height: int) -> Image.Image:
+    image = Image.new(mode, (width, height))
+    for y in range(height):
+        for x in range(width):
+            value = (x * 255 // (width - 1), y * 255 // (height - 1), (x + y) * 255 // (width + height - 2))
+            image.putpixel((x, y), value if mode == "RGB" else value[0])
+    return image
+
+
+def vectors() -> dict[str, bytes]:
+    return {
+        "jpeg-rgb": api.encode_loaded(LoadedImage(gradient("RGB", 32, 24)), "jpeg", 75),
+        "jpeg-gray-caption": api.encode_loaded(LoadedImage(gradient("L", 16, 8)), "jpeg", 90, caption="gray ramp"),
+        # Container-level only: opaque streams in a learned backend's layout.
+        "taco-container": pack(Container(
+            backend="taco", quality=3.5, width=300, height=200, mode="RGB",
+            streams=(b"\x01\x02\x03\x04", b"", bytes(range(200))),
+            entropy_coder="constriction-ans", model_hash=bytes.fromhex("0123456789abcdef"),
+            caption="café ☕ — naïve",
+        )),
+    }
+
+
+def describe(data: bytes) -> dict:
+    container = unpack(data)
+    expected = {
+        "backend": container.backend, "quality": container.quality, "width": container.width,
+        "height": container.height, "mode": container.mode, "entropy_coder": container.entropy_coder,
+        "model_hash": container.model_hash.hex() if container.model_hash else None,
+        "caption": container.caption, "size_bytes": len(data),
+        "stream_sha256": [hashlib.sha256(s).hexdigest() for s in container.streams],
+    }
+    if container.backend == "jpeg":
+        expected["pixels_sha256"] = hashlib.sha256(api.decode(data).tobytes()).hexdigest()
+    return expected
+
+
+def main() -> None:
+    HERE.mkdir(exist_ok=True)
+    for name, data in vectors().items():
+        target = HERE / f"{name}.tcz"
+        if target.exists():
+            print(f"kept    {target}")
+            continue
+        target.write_bytes(data)
+        (HERE / f"{name}.json").write_text(json.dumps(describe(data), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote   {target} ({len(data)} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from tcodec.cli import main
+
+main()

@@ -1,0 +1,41 @@
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tcodec.sample import sample_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def card() -> Image.Image:
+    """A small RGB picture with edges, gradients and colour (the built-in test card)."""
+    return sample_image(96, 64)
+
+
+@pytest.fixture
+def card_png(tmp_path, card) -> Path:
+    path = tmp_path / "card.png"
+    card.save(path)
+    return path
+
+
+def image_bytes(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def run_cli(*args, input: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run the real `tcodec` command in a fresh process (real exit codes, stdin, stdout)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tcodec", *map(str, args)],
+        input=input if input is not None else b"",
+        capture_output=True,
+        cwd=cwd,
+        timeout=120,
+    )

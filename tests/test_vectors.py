@@ -1,0 +1,41 @@
+"""The golden files in formats/vectors decode exactly as their JSON says, byte for byte."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+import tcodec
+from tcodec.container import unpack
+
+VECTORS = Path(__file__).resolve().parent.parent / "formats" / "vectors"
+NAMES = sorted(p.stem for p in VECTORS.glob("*.tcz"))
+
+
+def test_there_are_vectors_for_every_decodable_backend():
+    assert {"jpeg-rgb", "jpeg-gray-caption", "taco-container"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vector_header_and_streams(name):
+    data = (VECTORS / f"{name}.tcz").read_bytes()
+    expected = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
+    container = unpack(data)
+    assert len(data) == expected["size_bytes"]
+    for key in ("backend", "quality", "width", "height", "mode", "entropy_coder", "caption"):
+        assert getattr(container, key) == expected[key], key
+    assert (container.model_hash.hex() if container.model_hash else None) == expected["model_hash"]
+    assert [hashlib.sha256(s).hexdigest() for s in container.streams] == expected["stream_sha256"]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("jpeg")])
+def test_vector_pixels(name):
+    data = (VECTORS / f"{name}.tcz").read_bytes()
+    expected = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
+    assert hashlib.sha256(tcodec.decode(data).tobytes()).hexdigest() == expected["pixels_sha256"]
+
+
+def test_worked_example_in_the_spec_matches_the_vector():
+    data = (VECTORS / "jpeg-gray-caption.tcz").read_bytes()
+    assert data[:25].hex(" ") == "54 43 5a 10 02 01 28 23 0f 07 01 00 00 09 67 72 61 79 20 72 61 6d 70 01 aa"
