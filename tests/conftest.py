@@ -4,11 +4,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from PIL import Image
 
 from tcodec.sample import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests run the same examples on every run and machine: tests stay deterministic.
+settings.register_profile("tcodec", derandomize=True, database=None)
+settings.load_profile("tcodec")
 
 
 @pytest.fixture(scope="session")
