@@ -293,3 +293,18 @@ def test_empty_folder_is_an_error(tmp_path):
 
 def test_folder_cannot_go_to_stdout(photos):
     assert_error(run_cli("encode", photos, "-o", "-"), 2, "cannot be written to stdout")
+
+
+def test_refuses_to_write_binary_to_a_terminal(card):
+    import pty
+    import subprocess
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "tcodec", "encode", "-", "-o", "-"],
+                                input=image_bytes(card), stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 7
+    assert b"refusing to write binary data to a terminal" in result.stderr
