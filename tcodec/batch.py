@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tcodec.errors import InputError, TcodecError
@@ -37,7 +37,7 @@ class FileResult:
 class Summary:
     done: int = 0
     skipped: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     pixels: int = 0
@@ -53,7 +53,7 @@ class Summary:
         if self.skipped:
             line += f", skipped {self.skipped} (output exists; --force overwrites)"
         if self.failed:
-            line += f", {len(self.failed)} failed"
+            line += f", {self.failed} failed"
         if self.done:
             line += f"; {_size(self.bytes_in)} -> {_size(self.bytes_out)}"
             bits = 8 * (self.bytes_out if bpp_of == "output" else self.bytes_in)
@@ -121,7 +121,7 @@ def run(
                     try:
                         result = future.result()
                     except TcodecError as error:
-                        summary.failed.append(str(job.source))
+                        summary.failed += 1
                         emit("error", str(label(error, str(job.source))))
                     else:
                         summary.add(result)

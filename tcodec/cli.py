@@ -12,6 +12,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -108,7 +110,7 @@ def encode(
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
 
-    _convert(input, output, encode_one, ".tcz", batch.IMAGE_SUFFIXES, "encoded", "output", jobs, force)
+    _convert(Conversion(encode_one, ".tcz", batch.IMAGE_SUFFIXES, "encoded", "output"), input, output, jobs, force)
 
 
 @app.command()
@@ -134,19 +136,31 @@ def decode(
         pixels = container.width * container.height
         return written, batch.FileResult(len(data), len(written), pixels)
 
-    _convert(input, output, decode_one, fmt.suffix, frozenset({".tcz"}), "decoded", "input", jobs, force)
+    _convert(Conversion(decode_one, fmt.suffix, frozenset({".tcz"}), "decoded", "input"), input, output, jobs, force)
 
 
-def _convert(input, output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force) -> None:
+@dataclass(frozen=True)
+class Conversion:
+    """What encode and decode tell the shared file/stdin/folder logic."""
+
+    convert: Callable[..., tuple[bytes, batch.FileResult]]  # (source or None for stdin, folder root)
+    new_suffix: str  # of the outputs
+    suffixes: frozenset[str]  # inputs taken from a folder
+    verb: str  # for the summary: "encoded", "decoded"
+    bpp_of: str  # the side whose size gives the bpp: "output" (encode), "input" (decode)
+
+
+def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, force: bool) -> None:
     """Shared by encode and decode: stdin/stdout, a single file, or a folder."""
     if input != "-" and Path(input).is_dir():
-        _convert_folder(Path(input), output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force)
+        _convert_folder(conversion, Path(input), output, jobs, force)
         return
     source = None if input == "-" else Path(input)
+    suffix = conversion.new_suffix
     if output is None:
-        output = "-" if source is None else str(source.with_suffix(new_suffix))
+        output = "-" if source is None else str(source.with_suffix(suffix))
     elif output != "-" and Path(output).is_dir():
-        output = str(Path(output) / (source.with_suffix(new_suffix).name if source else "stdin" + new_suffix))
+        output = str(Path(output) / (source.with_suffix(suffix).name if source else "stdin" + suffix))
     if output == "-" and sys.stdout.isatty():
         raise OutputError("refusing to write binary data to a terminal; give -o FILE or redirect stdout")
     same_as_input = source is not None and output != "-" and Path(output).resolve() == source.resolve()
@@ -154,7 +168,7 @@ def _convert(input, output, convert_one, new_suffix, suffixes, verb, bpp_of, job
         # checked before the work; an output equal to the input is refused when written
         raise OutputError(f"{output}: already exists (use --force to overwrite)")
     try:
-        data, result = convert_one(source)
+        data, result = conversion.convert(source)
     except TcodecError as error:
         raise labelled(error, input) from None
     for note in result.notes:
@@ -166,27 +180,28 @@ def _convert(input, output, convert_one, new_suffix, suffixes, verb, bpp_of, job
         write_atomic(output, data, overwrite=force)
 
 
-def _convert_folder(folder, output, convert_one, new_suffix, suffixes, verb, bpp_of, jobs, force) -> None:
+def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jobs: int, force: bool) -> None:
     if output == "-":
         raise InputError("a folder cannot be written to stdout; give -o FOLDER")
     target_dir = Path(output) if output else folder
     if target_dir.exists() and not target_dir.is_dir():
         raise OutputError(f"{target_dir}: is a file; a folder input needs an output folder")
-    planned, conflicts = batch.plan(folder, target_dir, suffixes, new_suffix)
+    planned, conflicts = batch.plan(folder, target_dir, conversion.suffixes, conversion.new_suffix)
     if not planned and not conflicts:
-        raise InputError(f"{folder}: no files to convert (looked for {', '.join(sorted(suffixes))})")
+        wanted = ", ".join(sorted(conversion.suffixes))
+        raise InputError(f"{folder}: no files to convert (looked for {wanted})")
     for message in conflicts:
         _say("error", message)
 
     def process(job: batch.Job) -> batch.FileResult:
-        data, result = convert_one(job.source, folder)
+        data, result = conversion.convert(job.source, folder)
         write_atomic(job.target, data, overwrite=True)  # existing outputs were filtered by --force
         return result
 
     started = time.perf_counter()
     summary = batch.run(planned, process, n_jobs=jobs, force=force, report=_say, label=labelled)
-    summary.failed.extend(conflicts)
-    _say("info", f"{summary.describe(verb, bpp_of)} in {time.perf_counter() - started:.1f} s")
+    summary.failed += len(conflicts)
+    _say("info", f"{summary.describe(conversion.verb, conversion.bpp_of)} in {time.perf_counter() - started:.1f} s")
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 

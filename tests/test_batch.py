@@ -37,7 +37,7 @@ def test_run_counts_and_reports(tmp_path):
 
     summary = run(jobs, process, n_jobs=2, force=False, report=lambda kind, text: messages.append((kind, text)),
                   label=lambda error, source: InputError(f"{source}: {error}"))
-    assert (summary.done, summary.skipped, len(summary.failed)) == (2, 1, 1)
+    assert (summary.done, summary.skipped, summary.failed) == (2, 1, 1)
     assert ("error", f"{tmp_path / '1.png'}: broken") in messages
     assert sum(kind == "warning" for kind, _ in messages) == 2
     assert summary.describe("encoded", "output") == (
