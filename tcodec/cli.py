@@ -277,6 +277,58 @@ def labelled(error: TcodecError, label: str) -> TcodecError:
     return error if text.startswith(label) else type(error)(f"{label}: {text}")
 
 
+models_app = typer.Typer(help="The model weights in models.lock: list, fetch, verify, import.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model tcodec knows, whether it is installed, and its model-version hash."""
+    from tcodec.weights import read_lock, status
+
+    for name, entry in read_lock().items():
+        state = status(name)
+        where = f"installed in {state['folder']}" if state["installed"] else "not installed"
+        model_hash = f"  hash {state['hash'][:16]}" if state["hash"] else ""
+        print(f"{name:<24} {entry.backend:<5} {where}{model_hash}")
+        print(f"{'':<24} {entry.notes}; source {entry.source}; licence {entry.license}")
+
+
+@models_app.command("fetch")
+def models_fetch(name: Annotated[str, typer.Argument(help="Model name from `tcodec models list`.")]) -> None:
+    """Download a model into the cache and check its sha256."""
+    from tcodec.weights import fetch
+
+    print(f"{name}: {fetch(name)}")
+
+
+@models_app.command("import")
+def models_import(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. taco-official-1.")],
+    file: Annotated[Path, typer.Argument(help="The file you downloaded, e.g. lambda_0.0004.pth.tar.")],
+) -> None:
+    """Check, convert and pin a checkpoint you downloaded yourself."""
+    from tcodec.weights import import_file, status
+
+    folder = import_file(name, file)
+    print(f"{name}: installed in {folder}, model hash {status(name)['hash'][:16]}")
+
+
+@models_app.command("verify")
+def models_verify(name: Annotated[Optional[str], typer.Argument(help="One model; default: all installed.")] = None) -> None:
+    """Check installed models' files against the sha256 in models.lock (or pinned on import)."""
+    from tcodec.weights import read_lock, status, verify
+
+    names = [name] if name else [n for n in read_lock() if status(n)["installed"]]
+    failed = False
+    for model in names:
+        problems = verify(model)
+        failed |= bool(problems)
+        print(f"{model}: {'ok' if not problems else '; '.join(problems)}")
+    if failed:
+        raise typer.Exit(4)
+
+
 def _parse_options(items: list[str]) -> dict[str, str]:
     options = {}
     for item in items:

@@ -27,6 +27,8 @@ class BackendEntry:
 
 REGISTRY: dict[str, BackendEntry] = {
     "jpeg": BackendEntry("tcodec.backends.jpeg:JpegBackend"),
+    "taco": BackendEntry("tcodec.backends.taco:TacoBackend",
+                         ("torch", "compressai", "transformers", "safetensors"), "taco"),
 }
 
 

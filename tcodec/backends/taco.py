@@ -1,0 +1,120 @@
+"""The ``taco`` backend: TACO's learned codec, guided by the caption at the encoder.
+
+Quality selects the rate: for a variable-rate model (tcodec's own weights), any value
+from 1 to its number of rates, fractional ones included; for the official single-rate
+checkpoints, ``-O model=taco-official`` with quality 1 to 6 picks the checkpoint
+(λ = 0.0004 ... 0.015). The caption guides the encoder only, so it is stored only when
+asked (``--store-caption``). The payload is one stream: z, then y, range coded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+from PIL import Image
+
+from tcodec.backends.base import Backend, Payload
+from tcodec.container import Container
+from tcodec.errors import InputError, ModelNotFoundError
+
+DEFAULT_MODEL = "tcodec-taco-v1"
+OFFICIAL_FAMILY = "taco-official"
+OFFICIAL_RATES = 6
+
+
+class TacoBackend(Backend):
+    name = "taco"
+    quality_range = (1, 8)
+    default_quality = 3
+    options = {"model": f"a model from `tcodec models list`, {OFFICIAL_FAMILY} (quality picks the checkpoint), "
+                        f"or a model folder; default {DEFAULT_MODEL}"}
+    caption_use = "encoder"
+
+    def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
+        import torch
+
+        from tcodec.models import image_to_tensor, pad_to_multiple, resolve_device
+        from tcodec.models.coding import TensorCoder
+        from tcodec.models.text import text_encoder
+
+        torch_device = resolve_device(device)
+        loaded, rate = self._model_for(options.get("model", DEFAULT_MODEL), quality, torch_device)
+        text = text_encoder(loaded.config["text_encoder"]).encode([caption or ""], torch_device)
+        x = pad_to_multiple(image_to_tensor(image.convert("RGB")).to(torch_device))
+        coder = TensorCoder.writer()
+        with torch.inference_mode():
+            loaded.model.compress(x, text, coder, quality=rate)
+        return Payload(streams=(coder.to_bytes(),), mode=image.mode, width=image.width, height=image.height,
+                       entropy_coder="constriction-range", model_hash=loaded.hash8)
+
+    def decode(self, container: Container, *, device) -> Image.Image:
+        import torch
+
+        from tcodec.models import PAD_MULTIPLE, resolve_device, tensor_to_image
+        from tcodec.models.coding import TensorCoder
+        from tcodec.weights import check_hash
+
+        torch_device = resolve_device(device)
+        loaded = _find_model(container.model_hash, torch_device)
+        check_hash(loaded, container.model_hash)
+        rate = container.quality if loaded.model.config.rates else None
+        z_size = (-(-container.height // PAD_MULTIPLE), -(-container.width // PAD_MULTIPLE))
+        coder = TensorCoder.reader(container.streams[0])
+        with torch.inference_mode():
+            x_hat = loaded.model.decompress(coder, z_size, quality=rate)
+        image = tensor_to_image(x_hat[..., : container.height, : container.width])
+        return image.convert("L") if container.mode == "L" else image
+
+    def _model_for(self, name: str, quality: float, device):
+        if name == OFFICIAL_FAMILY:
+            if quality != int(quality) or not 1 <= quality <= OFFICIAL_RATES:
+                raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
+            return _load(f"{OFFICIAL_FAMILY}-{int(quality)}", device), None
+        loaded = _load(name, device)
+        rates = loaded.model.config.rates
+        if not rates:
+            return loaded, None
+        if not 1 <= quality <= rates:
+            raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
+        return loaded, quality
+
+
+@lru_cache(maxsize=4)
+def _load(name_or_path: str, device):
+    from tcodec.weights import load_model
+
+    return load_model(name_or_path, device)
+
+
+def _find_model(model_hash: bytes | None, device):
+    """The installed taco model whose model-version hash starts with the file's."""
+    from tcodec.weights import read_lock, status
+
+    if model_hash is None:
+        raise InputError("this taco file carries no model hash; it was not written by tcodec")
+    looked = []
+    for entry in read_lock().values():
+        if entry.backend != "taco":
+            continue
+        state = status(entry.name)
+        looked.append(str(state["folder"]))
+        if state["hash"] and bytes.fromhex(state["hash"][:16]) == model_hash:
+            return _load(entry.name, device)
+    for folder in _extra_folders():
+        loaded = _load(str(folder), device)
+        if loaded.hash8 == model_hash:
+            return loaded
+        looked.append(str(folder))
+    raise ModelNotFoundError(
+        f"no installed taco model has hash {model_hash.hex()} (looked in {', '.join(looked) or 'nothing'}); "
+        "install the model the file was made with (`tcodec models list`), or name its folder in TCODEC_MODELS"
+    )
+
+
+def _extra_folders():
+    """Model folders named in $TCODEC_MODELS (os.pathsep-separated), e.g. your own models."""
+    import os
+    from pathlib import Path
+
+    return [Path(p) for p in os.environ.get("TCODEC_MODELS", "").split(os.pathsep) if p]

@@ -1,0 +1,43 @@
+"""nn.Modules of the learned backends, and the few tensor helpers they share.
+
+Torch lives here and below; nothing outside imports this package at start-up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from tcodec.errors import InputError
+
+PAD_MULTIPLE = 64  # TACO's g_a downsamples by 16 and h_a by 4 more
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; the one place this is decided."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch sees no CUDA GPU here")
+    return torch.device(device)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image as a (1, 3, H, W) float tensor in [0, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) in [0, 1] to an RGB image, rounding to the nearest 8-bit value."""
+    array = x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Pad bottom and right to a multiple of ``multiple`` by repeating the edge pixels
+    (the official code pads with zeros; repeating edges costs fewer bits)."""
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")

