@@ -6,7 +6,7 @@ from PIL import Image
 import tcodec
 from tcodec.errors import BackendError, FormatError, InputError, TcodecWarning
 
-from conftest import image_bytes
+from tests.conftest import image_bytes
 
 
 def test_encode_accepts_an_image_a_path_or_bytes(card, card_png):

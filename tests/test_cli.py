@@ -10,7 +10,7 @@ from PIL import Image
 import tcodec
 from tcodec.container import unpack
 
-from conftest import image_bytes, run_cli
+from tests.conftest import image_bytes, run_cli
 
 
 def test_help_and_version():

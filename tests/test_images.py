@@ -6,7 +6,7 @@ from PIL import Image
 from tcodec.errors import InputError
 from tcodec.images import load_image, normalise
 
-from conftest import image_bytes
+from tests.conftest import image_bytes
 
 
 @pytest.mark.parametrize("fmt, options", [("PNG", {}), ("JPEG", {"quality": 95}), ("WEBP", {"lossless": True}),

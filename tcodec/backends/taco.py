@@ -63,6 +63,7 @@ class TacoBackend(Backend):
         coder = TensorCoder.reader(container.streams[0])
         with torch.inference_mode():
             x_hat = loaded.model.decompress(coder, z_size, quality=rate)
+        coder.stream.check_exhausted()
         image = tensor_to_image(x_hat[..., : container.height, : container.width])
         return image.convert("L") if container.mode == "L" else image
 

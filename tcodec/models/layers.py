@@ -81,12 +81,12 @@ class Extractor(nn.Module):
 class ChannelContext(nn.Module):
     """Entropy parameters from the already decoded channel slices."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, hidden: tuple[int, int] = (224, 128)) -> None:
         super().__init__()
         self.fushion = nn.Sequential(
-            nn.Conv2d(in_channels, 224, 5, padding=2), nn.ReLU(),
-            nn.Conv2d(224, 128, 5, padding=2), nn.ReLU(),
-            nn.Conv2d(128, out_channels, 5, padding=2),
+            nn.Conv2d(in_channels, hidden[0], 5, padding=2), nn.ReLU(),
+            nn.Conv2d(hidden[0], hidden[1], 5, padding=2), nn.ReLU(),
+            nn.Conv2d(hidden[1], out_channels, 5, padding=2),
         )
 
     def forward(self, decoded_slices: Tensor) -> Tensor:

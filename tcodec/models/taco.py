@@ -57,15 +57,17 @@ class TacoConfig:
     slices: tuple[int, ...] = (16, 16, 32, 64, 192)
     text_dim: int = 512
     residual_blocks: int = 3  # per resolution stage
+    context_channels: tuple[int, int] = (224, 128)  # hidden widths of the channel context
     rates: int = 0  # quality levels with gain vectors; 0: single-rate (official)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slices", tuple(self.slices))
+        object.__setattr__(self, "context_channels", tuple(self.context_channels))
         if sum(self.slices) != self.M:
             raise ValueError(f"slices {self.slices} must add up to M={self.M}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "slices": list(self.slices)}
+        return {**asdict(self), "slices": list(self.slices), "context_channels": list(self.context_channels)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TacoConfig":
@@ -162,7 +164,8 @@ class TacoModel(CompressionModel):
         self.h_s = HyperSynthesis(config)
         self.local_context = nn.ModuleList(nn.Conv2d(c, c * 2, 5, padding=2) for c in slices)
         self.channel_context = nn.ModuleList(
-            ChannelContext(sum(slices[:i]), c * 2) if i else None for i, c in enumerate(slices)
+            ChannelContext(sum(slices[:i]), c * 2, config.context_channels) if i else None
+            for i, c in enumerate(slices)
         )
         self.entropy_parameters_anchor = nn.ModuleList(
             EntropyParameters(M * 2 + (c * 2 if i else 0), c * 2) for i, c in enumerate(slices)
@@ -204,7 +207,7 @@ class TacoModel(CompressionModel):
         y = self.g_a(x, text)
         if gains is not None:
             y = y * gains[0]
-        z = self.h_a(y)
+        z = self.h_a(y).float()  # likelihoods in float32 even under bf16 autocast
         _, z_likelihoods = self.entropy_bottleneck(z)
         medians = self.entropy_bottleneck._get_medians()
         z_hat = ste_round(z - medians) + medians
@@ -218,7 +221,7 @@ class TacoModel(CompressionModel):
             scales_n, means_n = self._nonanchor_parameters(i, hyper, channel_ctx, y_hat_anchor)
             scales = torch.where(anchor, scales_a, scales_n)
             means = torch.where(anchor, means_a, means_n)
-            _, likelihoods = self.gaussian_conditional(y_slice, scales, means)
+            _, likelihoods = self.gaussian_conditional(y_slice.float(), scales.float(), means.float())
             y_hat_slices.append(torch.where(anchor, y_hat_anchor, ste_round(y_slice - means) + means))
             y_likelihoods.append(likelihoods)
         y_hat = torch.cat(y_hat_slices, dim=1)

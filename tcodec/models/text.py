@@ -35,7 +35,8 @@ class TextEncoder:
         import transformers
         from transformers.utils import logging
 
-        logging.set_verbosity_error()  # keep library chatter off the CLI's stderr
+        logging.set_verbosity_error()  # keep library chatter and progress bars off the CLI's stderr
+        logging.disable_progress_bar()
         try:
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
             model_class = getattr(transformers, self.model_class)

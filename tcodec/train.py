@@ -1,0 +1,271 @@
+"""Train tcodec's own variable-rate TACO weights on the CPU, resumably.
+
+    python -m tcodec.train training/taco-cpu-v1.toml          # starts, or resumes
+    python -m tcodec.train training/taco-cpu-v1.toml --export  # checkpoint -> package model
+
+One model learns every rate: each sample of a batch draws a quality q in [1, rates]
+and its λ(q) (log-linear between the config's end points), and the loss is
+bpp + λ(q)·255²·MSE averaged over the batch; the rate gains of the model follow q.
+Captions come with the images (COCO's human captions, ImageNet's "a photo of a ...")
+and are dropped to "" with some probability, so the model also works without text.
+Their MiniLM token states are computed once and cached.
+
+Checkpoints hold the model weights only (safetensors) and a small JSON with the
+iteration; a restarted run continues from them (Adam's moments start afresh, with a
+short warm-up). Kodak is never read here: it is for evaluation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tcodec.models.taco import TacoConfig, TacoModel
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass
+class Recipe:
+    """The [train] table of a config file (see training/*.toml for the meaning)."""
+
+    data: list[str]
+    checkpoint: str
+    iterations: int
+    batch: int = 8
+    crop: int = 128
+    short_side: tuple[int, int] = (256, 384)
+    lr: float = 5e-4
+    warmup: int = 300
+    resume_warmup: int = 100
+    decay_from: float = 0.8  # fraction of iterations after which the lr decays (cosine to 10%)
+    aux_lr: float = 1e-2
+    lambdas: tuple[float, float] = (0.0018, 0.0932)  # λ at quality 1 and at the top quality
+    caption_dropout: float = 0.3
+    bf16: bool = True
+    threads: int = 2
+    seed: int = 0
+    log_every: int = 50
+    save_every: int = 500
+
+
+def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    root = path.parent
+    recipe = Recipe(**raw["train"])
+    recipe.data = [str((root / d).resolve()) for d in recipe.data]
+    recipe.checkpoint = str((root / recipe.checkpoint).resolve())
+    return TacoConfig.from_dict(raw["model"]), raw.get("text_encoder", "all-minilm-l6-v2"), recipe
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def find_images(folders: list[str]) -> list[Path]:
+    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if any("kodak" in part.lower() for f in files for part in f.parts):
+        sys.exit("refusing to train on Kodak: it is the evaluation set")
+    return files
+
+
+def captions_for(files: list[Path]) -> dict[Path, list[str]]:
+    """Human captions (captions.jsonl) or pseudo-captions (labels.jsonl) beside the images."""
+    found: dict[Path, list[str]] = {}
+    for listing in {f.parent for f in files}:
+        for name, key in (("captions.jsonl", "captions"), ("labels.jsonl", "pseudo_caption")):
+            path = listing / name
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    entry = json.loads(line)
+                    value = entry[key]
+                    found[listing / entry["file"]] = value if isinstance(value, list) else [value]
+    return found
+
+
+def downscaled(path: Path, rng: random.Random, short_side: tuple[int, int], crop: int) -> torch.Tensor:
+    """The image, downscaled once so its short side is in ``short_side`` (cleaner pixels
+    than the camera's, more content per crop), as a uint8 (3, H, W) tensor."""
+    image = Image.open(path).convert("RGB")
+    target = rng.randint(*short_side)
+    scale = target / min(image.size)
+    if scale < 1:
+        image = image.resize((max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+class TextCache:
+    """MiniLM token states of every caption, computed once, kept as float16."""
+
+    def __init__(self, captions: list[str], text_encoder: str, cache: Path) -> None:
+        self.index = {c: i for i, c in enumerate(captions)}
+        if cache.is_file() and json.loads(cache.with_suffix(".json").read_text()) == captions:
+            self.states = torch.load(cache, weights_only=True)
+            return
+        from tcodec.models.text import text_encoder as load_text_encoder
+
+        encoder = load_text_encoder(text_encoder)
+        self.states = torch.cat([encoder.encode(captions[i:i + 64]).half() for i in range(0, len(captions), 64)])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.states, cache)
+        cache.with_suffix(".json").write_text(json.dumps(captions))
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        return self.states[[self.index[c] for c in captions]].float()
+
+
+# --- training ------------------------------------------------------------------------
+
+
+def lambda_of(quality: torch.Tensor, recipe: Recipe, rates: int) -> torch.Tensor:
+    low, high = recipe.lambdas
+    return low * (high / low) ** ((quality - 1) / (rates - 1))
+
+
+def learning_rate(step: int, recipe: Recipe, warmup: int) -> float:
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    start = recipe.decay_from * recipe.iterations
+    if step < start:
+        return recipe.lr
+    progress = (step - start) / max(1, recipe.iterations - start)
+    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def batch_of(images, captions, recipe: Recipe, rng: random.Random):
+    crops, texts = [], []
+    for _ in range(recipe.batch):
+        i = rng.randrange(len(images))
+        image = images[i]
+        top = rng.randint(0, image.shape[1] - recipe.crop)
+        left = rng.randint(0, image.shape[2] - recipe.crop)
+        crop = image[:, top:top + recipe.crop, left:left + recipe.crop]
+        crops.append(crop.flip(-1) if rng.random() < 0.5 else crop)
+        options = captions[i]
+        texts.append("" if not options or rng.random() < recipe.caption_dropout else rng.choice(options))
+    return torch.stack(crops).float().div(255), texts
+
+
+def train(config_path: Path) -> None:
+    config, text_encoder, recipe = load_config(config_path)
+    torch.set_num_threads(recipe.threads)
+    rng = random.Random(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    files = find_images(recipe.data)
+    known = captions_for(files)
+    started = time.time()
+    images = [downscaled(f, rng, recipe.short_side, recipe.crop) for f in files]
+    captions = [known.get(f, []) for f in files]
+    all_captions = sorted({""} | {c for options in captions for c in options})
+    checkpoint = Path(recipe.checkpoint)
+    text_cache = TextCache(all_captions, text_encoder, checkpoint.parent / "cache" / "text_states.pt")
+    print(f"{len(images)} images, {len(all_captions)} captions ready in {time.time() - started:.0f} s", flush=True)
+
+    model = TacoModel(config)
+    step, warmup = 0, recipe.warmup
+    if checkpoint.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(checkpoint))
+        step = json.loads(checkpoint.with_suffix(".json").read_text())["iteration"]
+        warmup = step + recipe.resume_warmup
+        print(f"resumed from {checkpoint} at iteration {step}", flush=True)
+    model.train()
+    aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
+    aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr)
+    rng = random.Random(recipe.seed + step)  # a resumed run draws new crops
+    log = checkpoint.with_suffix(".log.csv")
+    totals, clock = np.zeros(4), time.time()
+    while step < recipe.iterations:
+        x, texts = batch_of(images, captions, recipe, rng)
+        quality = torch.rand(recipe.batch) * (config.rates - 1) + 1
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, recipe, warmup)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+            out = model(x, text_cache(texts), quality)
+        pixels = x.shape[2] * x.shape[3]
+        bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
+        mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
+        loss = (bits / pixels + lambda_of(quality, recipe, config.rates) * 255**2 * mse).mean()
+        optimizer.zero_grad()
+        aux_optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_parameters, 1.0)
+        optimizer.step()
+        aux_loss = model.aux_loss()
+        aux_loss.backward()
+        aux_optimizer.step()
+        step += 1
+        totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(), aux_loss.item()]
+        if step % recipe.log_every == 0:
+            _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
+            totals, clock = np.zeros(4), time.time()
+        if step % recipe.save_every == 0 or step == recipe.iterations:
+            _save(model, checkpoint, step)
+
+
+def _log(path: Path, step: int, means, its_per_s: float, optimizer) -> None:
+    lr = optimizer.param_groups[0]["lr"]
+    line = f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e}"
+    if not path.exists():
+        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr\n")
+    with path.open("a") as file:
+        file.write(line + "\n")
+    print(line, flush=True)
+
+
+def _save(model: TacoModel, checkpoint: Path, step: int) -> None:
+    """Weights only, written to a temporary file and renamed, so a kill never corrupts it."""
+    from safetensors.torch import save_file
+
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    temporary = checkpoint.with_suffix(".tmp")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, temporary)
+    temporary.replace(checkpoint)
+    checkpoint.with_suffix(".json").write_text(json.dumps({"iteration": step}) + "\n")
+
+
+def export(config_path: Path, name: str, folder: Path | None = None) -> Path:
+    """The last checkpoint, CDF tables frozen, as the model ``name`` (default: packaged)."""
+    from safetensors.torch import load_file
+
+    from tcodec.weights import save_model
+
+    config, text_encoder, recipe = load_config(config_path)
+    model = TacoModel(config)
+    model.load_state_dict(load_file(recipe.checkpoint))
+    iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
+    folder = folder or Path(__file__).parent / "data" / "models" / name
+    model_hash = save_model(model.eval(), folder, text_encoder, trained_iterations=iteration,
+                            recipe=str(config_path.name))
+    print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train tcodec's own TACO weights (resumes by itself).")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--export", metavar="NAME", help="write the checkpoint as packaged model NAME and stop")
+    args = parser.parse_args()
+    if args.export:
+        export(args.config, args.export)
+    else:
+        train(args.config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The taco backend through the real container: bytes on disk, fresh-process decode."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")  # the learned backends are an optional extra
+
+import tcodec  # noqa: E402
+from tcodec.container import unpack  # noqa: E402
+from tcodec.errors import InputError, ModelMismatchError, ModelNotFoundError  # noqa: E402
+from tcodec.weights import model_hash, save_model  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+from tests.models.tiny import tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models_env(tiny_folder):
+    os.environ["TCODEC_MODELS"] = str(tiny_folder)
+    yield tiny_folder
+    os.environ.pop("TCODEC_MODELS", None)
+
+
+def test_round_trip_through_the_container(models_env, card):
+    data = tcodec.encode(card, "taco", 2.5, caption="a test card", options={"model": str(models_env)})
+    info = unpack(data)
+    assert (info.backend, info.quality, info.entropy_coder) == ("taco", 2.5, "constriction-range")
+    assert info.model_hash.hex() == model_hash(models_env)[:16]
+    assert info.caption is None  # TACO's decoder does not need it: stored only when asked
+    decoded = tcodec.decode(data)
+    assert decoded.size == card.size and decoded.mode == "RGB"
+
+
+def test_caption_is_stored_when_asked(models_env, card):
+    data = tcodec.encode(card, "taco", 2, caption="kept", store_caption=True, options={"model": str(models_env)})
+    assert unpack(data).caption == "kept"
+
+
+def test_grayscale_comes_back_grayscale(models_env, card):
+    data = tcodec.encode(card.convert("L"), "taco", 2, options={"model": str(models_env)})
+    assert tcodec.decode(data).mode == "L"
+
+
+def test_fresh_process_decodes_identical_pixels_with_1_or_2_threads(models_env, card, tmp_path):
+    data = tcodec.encode(card, "taco", 3, caption="a card", options={"model": str(models_env)})
+    path = tmp_path / "card.tcz"
+    path.write_bytes(data)
+    expected = tcodec.decode(data).tobytes()
+    script = ("import sys, torch, tcodec\ntorch.set_num_threads(int(sys.argv[2]))\n"
+              "sys.stdout.buffer.write(tcodec.decode(sys.argv[1]).tobytes())")
+    for threads in ("1", "2"):
+        result = subprocess.run([sys.executable, "-c", script, str(path), threads], capture_output=True,
+                                env={**os.environ, "TCODEC_MODELS": str(models_env)}, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert result.stdout == expected
+
+
+def test_encoding_twice_gives_the_same_bytes(models_env, card):
+    options = {"model": str(models_env)}
+    assert tcodec.encode(card, "taco", 2, caption="x", options=options) == \
+        tcodec.encode(card, "taco", 2, caption="x", options=options)
+
+
+def test_other_weights_are_refused_naming_both(models_env, card, tmp_path):
+    other = tmp_path / "other"
+    save_model(tiny_model(seed=1), other, "all-minilm-l6-v2")
+    data = tcodec.encode(card, "taco", 2, options={"model": str(other)})
+    # the file's model is not installed anywhere tcodec looks
+    with pytest.raises(ModelNotFoundError, match=f"no installed taco model has hash {unpack(data).model_hash.hex()}"):
+        tcodec.decode(data)
+    from tcodec.backends.taco import _load
+    from tcodec.weights import check_hash
+
+    with pytest.raises(ModelMismatchError, match=model_hash(models_env)[:16]):
+        check_hash(_load(str(models_env), torch.device("cpu")), unpack(data).model_hash)
+
+
+def test_quality_outside_the_models_rates(models_env, card):
+    with pytest.raises(InputError, match="has qualities 1 to 4"):
+        tcodec.encode(card, "taco", 6, options={"model": str(models_env)})
+
+
+def test_official_family_takes_integer_qualities(card):
+    with pytest.raises(InputError, match="taco-official has qualities 1 to 6"):
+        tcodec.encode(card, "taco", 2.5, options={"model": "taco-official"})
+
+
+def test_missing_official_weights_say_how_to_get_them(card, tmp_path, monkeypatch):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=r"model taco-official-2 is not installed: looked for .*"
+                                                 r"get it with: tcodec models fetch taco-official-2"):
+        tcodec.encode(card, "taco", 2, options={"model": "taco-official"})
+
+
+def test_default_model_is_not_trained_yet_and_says_so(card_png):
+    result = run_cli("encode", card_png, "-m", "taco")
+    assert result.returncode == 4
+    assert b"has no weights yet" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_cli_round_trip(models_env, card_png, tmp_path):
+    out = tmp_path / "card.tcz"
+    result = run_cli("encode", card_png, "-m", "taco", "-q", "2", "-O", f"model={models_env}", "-o", out,
+                     "--caption", "a card", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    decoded = run_cli("decode", out, "-o", tmp_path / "back.png")
+    assert decoded.returncode == 0, decoded.stderr

@@ -1,0 +1,77 @@
+"""The training command on a handful of generated images: runs, checkpoints, resumes, exports."""
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from tcodec import train  # noqa: E402
+from tcodec.sample import sample_image  # noqa: E402
+from tcodec.weights import load_model  # noqa: E402
+
+CONFIG = """
+text_encoder = "all-minilm-l6-v2"
+[model]
+N = 32
+M = 40
+slices = [8, 8, 8, 8, 8]
+text_dim = 384
+residual_blocks = 1
+context_channels = [32, 24]
+rates = 4
+[train]
+data = ["images"]
+checkpoint = "run/model.safetensors"
+iterations = {iterations}
+batch = 2
+crop = 64
+short_side = [96, 128]
+warmup = 2
+save_every = 2
+log_every = 1
+bf16 = false
+threads = 1
+"""
+
+
+def write_run(tmp_path, iterations):
+    images = tmp_path / "images" / "coco"
+    images.mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        sample_image(160, 128).rotate(90 * i).save(images / f"{i}.jpg", quality=95)
+    (images / "captions.jsonl").write_text(json.dumps({"file": "0.jpg", "captions": ["a test card"]}) + "\n")
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.replace("{iterations}", str(iterations)))
+    return config
+
+
+def test_trains_checkpoints_resumes_and_exports(tmp_path):
+    config = write_run(tmp_path, 2)
+    train.train(config)
+    checkpoint = tmp_path / "run" / "model.safetensors"
+    assert json.loads(checkpoint.with_suffix(".json").read_text()) == {"iteration": 2}
+    log = checkpoint.with_suffix(".log.csv").read_text().splitlines()
+    assert log[0].startswith("iteration,loss,bpp") and len(log) == 3
+    write_run(tmp_path, 3)
+    train.train(config)  # resumes at 2 and runs one more
+    assert json.loads(checkpoint.with_suffix(".json").read_text()) == {"iteration": 3}
+    folder = train.export(config, "tiny-trained", tmp_path / "exported")
+    loaded = load_model(str(folder))
+    assert loaded.config["trained_iterations"] == 3 and loaded.model.config.rates == 4
+
+
+def test_refuses_kodak(tmp_path):
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    sample_image(64, 64).save(kodak / "kodim01.png")
+    with pytest.raises(SystemExit, match="refusing to train on Kodak"):
+        train.find_images([str(kodak)])
+
+
+def test_lambda_spans_the_configured_ends():
+    import torch
+
+    recipe = train.Recipe(data=[], checkpoint="", iterations=10, lambdas=(0.001, 0.1))
+    values = train.lambda_of(torch.tensor([1.0, 4.0, 7.0]), recipe, rates=7)
+    assert torch.allclose(values, torch.tensor([0.001, 0.01, 0.1]), rtol=1e-5)

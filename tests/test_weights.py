@@ -1,0 +1,152 @@
+"""models.lock, the cache, hashes, loading, and official checkpoints."""
+
+import json
+
+import pytest
+
+from tcodec import weights
+from tcodec.errors import InputError, ModelError, ModelNotFoundError
+
+
+def test_lock_lists_every_model_with_source_and_licence():
+    entries = weights.read_lock()
+    assert {"all-minilm-l6-v2", "clip-vit-base-patch32", "tcodec-taco-v1"} <= set(entries)
+    assert {f"taco-official-{i}" for i in range(1, 7)} <= set(entries)
+    for entry in entries.values():
+        assert entry.source and entry.license and entry.backend in ("taco", "text")
+        assert entry.kind in ("tcodec", "taco-official", "hf-folder")
+        for locked in entry.files:
+            assert not locked.sha256 or len(locked.sha256) == 64
+
+
+def test_official_entries_carry_the_official_configuration():
+    for i in range(1, 7):
+        entry = weights.lock_entry(f"taco-official-{i}")
+        assert entry.config["N"] == 192 and entry.config["M"] == 320
+        assert entry.config["slices"] == [16, 16, 32, 64, 192] and entry.text_encoder == "clip-vit-base-patch32"
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "c"))
+    assert weights.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("TCODEC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert weights.cache_dir() == tmp_path / "x" / "tcodec"
+
+
+def test_unknown_model():
+    with pytest.raises(ModelNotFoundError, match="unknown model 'nope'"):
+        weights.lock_entry("nope")
+
+
+def test_fetch_offline_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    with pytest.raises(ModelError, match="could not download .*clip-vit-base-patch32.*on a machine with a network"):
+        weights.fetch("clip-vit-base-patch32")
+    with pytest.raises(ModelError, match="tcodec models import taco-official-3 FILE"):
+        weights.fetch("taco-official-3")
+
+
+def test_fetched_file_with_a_wrong_hash_is_refused():
+    locked = weights.LockedFile("model.safetensors", 10, "0" * 64)
+    with pytest.raises(ModelError, match="has sha256 .* models.lock says 0000"):
+        weights._check_file(locked, "1" * 64, 10, "m")
+
+
+torch = pytest.importorskip("torch")  # what follows needs the learned-backend extra
+
+
+def test_save_and_load_round_trip(tiny_folder):
+    loaded = weights.load_model(str(tiny_folder))
+    assert loaded.hash == weights.model_hash(tiny_folder) and len(loaded.hash8) == 8
+    assert json.loads((tiny_folder / "config.json").read_text())["architecture"] == "taco"
+    assert loaded.model.h_s.increase[0].weight.dtype == torch.float64  # parameter nets code in float64
+
+
+def test_hash_covers_the_weights(tiny_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    assert weights.model_hash(copy) != weights.model_hash(tiny_folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_a_model_error(tiny_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["taco"]["N"] = 48
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="damaged or does not fit its config"):
+        weights.load_model(str(copy))
+
+
+def test_missing_model_names_the_place_and_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=rf"model taco-official-1 is not installed: looked for {tmp_path}.*"
+                                                 "tcodec models fetch taco-official-1"):
+        weights.load_model("taco-official-1")
+
+
+def official_layout(model, old_names: bool, prefix: str) -> dict:
+    """A training checkpoint as effl-lab/TACO saves it."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if old_names and key.startswith("entropy_bottleneck."):
+            for new, old in (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor")):
+                key = key.replace(f"entropy_bottleneck.{new}", f"entropy_bottleneck.{old}")
+        state[prefix + key] = value
+    return {"epoch": 49, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}, "best_loss": 1.0}
+
+
+@pytest.mark.parametrize("old_names, prefix", [(True, "module."), (False, "")])
+def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, old_names, prefix):
+    from tcodec.models.taco import TacoConfig, TacoModel
+
+    config = weights.lock_entry("taco-official-1").config
+    torch.manual_seed(0)
+    original = TacoModel(TacoConfig.from_dict(config))  # full size, random weights
+    path = tmp_path / "lambda_0.0004.pth.tar"
+    torch.save(official_layout(original, old_names, prefix), path)
+    converted = weights.convert_official(path, config)
+    for key, value in original.state_dict().items():
+        assert torch.equal(converted.state_dict()[key], value), key
+
+
+def test_import_pins_converts_and_installs(tmp_path, monkeypatch):
+    from tcodec.models.taco import TacoConfig, TacoModel
+
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
+    config = weights.lock_entry("taco-official-2").config
+    path = tmp_path / "lambda_0.0008.pth.tar"
+    torch.save(official_layout(TacoModel(TacoConfig.from_dict(config)), True, "module."), path)
+    folder = weights.import_file("taco-official-2", path)
+    assert weights.status("taco-official-2")["installed"]
+    assert weights._pins()["taco-official-2"]["lambda_0.0008.pth.tar"] == weights.sha256_file(path)
+    assert weights.load_model("taco-official-2").config["source_sha256"] == weights.sha256_file(path)
+    assert folder == tmp_path / "cache" / "taco-official-2"
+    other = tmp_path / "other.pth.tar"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    other.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="has sha256"):  # pinned: a different file is refused
+        weights.import_file("taco-official-2", other)
+
+
+def test_import_refuses_non_checkpoints(tmp_path):
+    bogus = tmp_path / "x.pth.tar"
+    bogus.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a loadable checkpoint"):
+        weights.convert_official(bogus, weights.lock_entry("taco-official-1").config)
+    with pytest.raises(InputError, match="no such file"):
+        weights.import_file("taco-official-1", tmp_path / "missing.pth.tar")
