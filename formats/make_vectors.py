@@ -32,8 +32,8 @@ def gradient(mode: str, width: int, height: int) -> Image.Image:
 
 def vectors() -> dict[str, bytes]:
     return {
-        "jpeg-rgb": api.encode_loaded(LoadedImage(gradient("RGB", 32, 24)), "jpeg", 75),
-        "jpeg-gray-caption": api.encode_loaded(LoadedImage(gradient("L", 16, 8)), "jpeg", 90, caption="gray ramp"),
+        "jpeg-rgb": api.encode(LoadedImage(gradient("RGB", 32, 24)), "jpeg", 75),
+        "jpeg-gray-caption": api.encode(LoadedImage(gradient("L", 16, 8)), "jpeg", 90, caption="gray ramp"),
         # Container-level only: opaque streams in a learned backend's layout.
         "taco-container": pack(Container(
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",

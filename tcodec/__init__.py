@@ -5,8 +5,6 @@ Public API: :func:`encode`, :func:`decode`, :func:`read_info` and the errors in
 imports no torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from tcodec import pillow_plugin  # noqa: F401  (registers .tcz with Pillow)
 from tcodec.api import decode, encode, read_info
 from tcodec.container import Container
@@ -20,10 +18,19 @@ from tcodec.errors import (
     TcodecWarning,
 )
 
-try:
-    __version__ = version("tcodec")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+
+
+def __getattr__(name: str):
+    # importlib.metadata costs ~50 ms at start-up; only --version needs it
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("tcodec")
+        except PackageNotFoundError:  # a source tree that is not installed
+            return "0+unknown"
+    raise AttributeError(f"module 'tcodec' has no attribute {name!r}")
+
 
 __all__ = [
     "BackendError", "Container", "FormatError", "InputError", "ModelError", "OutputError",

@@ -29,7 +29,7 @@ TczSource = str | os.PathLike | bytes
 
 
 def encode(
-    image: ImageSource,
+    image: ImageSource | LoadedImage,
     backend: str = DEFAULT_BACKEND,
     quality: float | None = None,
     *,
@@ -42,7 +42,8 @@ def encode(
 
     Args:
         image: what to encode; converted to L or RGB as the README's "Inputs" says
-            (conversions that lose something are reported as ``TcodecWarning``).
+            (conversions that lose something are reported as ``TcodecWarning``). A
+            :class:`tcodec.images.LoadedImage` is taken as it is, its notes left to the caller.
         backend: ``"jpeg"``, ``"taco"`` or ``"perco"``; see ``tcodec backends``.
         quality: in the backend's range; None takes its default.
         caption: text describing the image.
@@ -54,24 +55,13 @@ def encode(
     Raises:
         InputError: unreadable image, bad quality, option or device.
         BackendError: unknown backend, or its dependencies are missing.
+        ModelError: a learned backend's weights are missing.
     """
-    loaded = load_image(image)
-    warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
-    return encode_loaded(loaded, backend, quality, caption=caption, store_caption=store_caption,
-                         device=device, options=options)
-
-
-def encode_loaded(
-    loaded: LoadedImage,
-    backend: str = DEFAULT_BACKEND,
-    quality: float | None = None,
-    *,
-    caption: str | None = None,
-    store_caption: bool | None = None,
-    device: str = "auto",
-    options: Mapping[str, str] | None = None,
-) -> bytes:
-    """:func:`encode` for an image already loaded by :func:`tcodec.images.load_image`."""
+    if isinstance(image, LoadedImage):
+        loaded = image
+    else:
+        loaded = load_image(image)
+        warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
     codec = get_backend(backend)
     quality = check_quality(backend, quality)
     options = dict(options or {})

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from tcodec import api, batch
+from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
 from tcodec.errors import InputError, OutputError, TcodecError
 from tcodec.fileio import write_atomic
@@ -105,7 +106,7 @@ def encode(
         data = _read_stdin() if source is None else api.read_file(source)
         loaded = load_image(data, name=str(source) if source else "<stdin>")
         text = caption_source.for_image(source, root) if source else caption_source.text
-        encoded = api.encode_loaded(loaded, backend, quality, caption=text, store_caption=store_caption,
+        encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
                                     device=device, options=options)
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
@@ -276,6 +277,8 @@ def labelled(error: TcodecError, label: str) -> TcodecError:
     text = str(error)
     return error if text.startswith(label) else type(error)(f"{label}: {text}")
 
+
+app.command()(bench)
 
 models_app = typer.Typer(help="The model weights in models.lock: list, fetch, verify, import.", no_args_is_help=True)
 app.add_typer(models_app, name="models")

@@ -26,7 +26,7 @@ def run_demo(folder: Path, backend: str, quality: float | None) -> list[str]:
     """Encode and decode the test card into ``folder``; return lines to print."""
     image = sample_image()
     started = time.perf_counter()
-    data = api.encode_loaded(LoadedImage(image), backend, quality, caption="a colourful test card")
+    data = api.encode(LoadedImage(image), backend, quality, caption="a colourful test card")
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     decoded = api.decode(data)

@@ -250,8 +250,8 @@ def export(config_path: Path, name: str, folder: Path | None = None) -> Path:
     model.load_state_dict(load_file(recipe.checkpoint))
     iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
     folder = folder or Path(__file__).parent / "data" / "models" / name
-    model_hash = save_model(model.eval(), folder, text_encoder, trained_iterations=iteration,
-                            recipe=str(config_path.name))
+    model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True,
+                            trained_iterations=iteration, recipe=str(config_path.name))
     print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")
     return folder
 

@@ -171,11 +171,16 @@ def build_model(config: dict):
     return TacoModel(TacoConfig.from_dict(config["taco"]))
 
 
-def save_model(model, folder: Path, text_encoder: str, **extra) -> str:
-    """Write config.json + model.safetensors (CDF tables frozen first); return the hash."""
+def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = False, **extra) -> str:
+    """Write config.json + model.safetensors (CDF tables frozen first); return the hash.
+
+    ``fit_quantiles`` first sets the factorized prior's tail quantiles from its learned
+    density (CompressAI's bisection), so the z tables cover z whether or not the
+    auxiliary loss had converged.
+    """
     from safetensors.torch import save_file
 
-    model.update(force=True)
+    model.update(force=True, update_quantiles=fit_quantiles)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"architecture": "taco", "taco": model.config.to_dict(), "text_encoder": text_encoder, **extra}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,135 @@
+"""The metric registry: what a bench can measure, and why it cannot when it cannot.
+
+A metric declares the Python modules and the model weights (by their ``models.lock``
+name) that it needs. One that lacks either is reported as unavailable with the reason,
+never skipped in silence or replaced by a stand-in. Enabling one later means listing
+its weights in ``models.lock`` and giving it a ``compute`` function.
+
+PSNR and MS-SSIM follow CompressAI's evaluation, so numbers compare with published
+ones: RGB, 8 bits, data range 255; MS-SSIM by ``pytorch_msssim.ms_ssim`` on float
+tensors in 0..255 (5 scales, 11-pixel Gaussian window). Grayscale images are compared
+as RGB. Each is computed per image; a bench averages over images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-pixel window: each side must exceed (11 - 1) * 2**4
+
+
+class MetricUnavailable(Exception):
+    """A metric cannot be computed for one image; the message says why."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # column and JSON key, CompressAI's name where it has one
+    title: str
+    higher_is_better: bool
+    scope: Literal["image", "dataset"] = "image"
+    modules: tuple[str, ...] = ()  # Python modules it imports
+    install: str = ""  # how to get those modules
+    weights: tuple[str, ...] = ()  # model weights it needs, by models.lock name
+    compute: Callable | None = None  # (reference, decoded) uint8 HxWx3 arrays -> float
+
+
+def psnr_rgb(reference, decoded) -> float:
+    """PSNR over the three channels together, in dB; infinite for identical images."""
+    import numpy as np
+
+    mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ms_ssim_rgb(reference, decoded) -> float:
+    height, width = reference.shape[:2]
+    if min(height, width) < MS_SSIM_MIN_SIDE:
+        raise MetricUnavailable(f"image is {width}x{height}; MS-SSIM with 5 scales needs both sides "
+                                f"of at least {MS_SSIM_MIN_SIDE} px")
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    def tensor(pixels):
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0).float()
+
+    threads = torch.get_num_threads()
+    # One thread: for these small convolutions more threads cost more than they gain
+    # (measured 10x slower with 2 on a busy 2-core machine), and a job keeps to one core.
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return float(ms_ssim(tensor(reference), tensor(decoded), data_range=255, size_average=True))
+    finally:
+        torch.set_num_threads(threads)
+
+
+METRICS: dict[str, Metric] = {
+    metric.key: metric
+    for metric in (
+        Metric("psnr-rgb", "PSNR-RGB (dB)", True, modules=("numpy",), compute=psnr_rgb),
+        Metric("ms-ssim-rgb", "MS-SSIM-RGB", True, modules=("torch", "pytorch_msssim"),
+               install="pip install 'tcodec[bench]'", compute=ms_ssim_rgb),
+        Metric("lpips", "LPIPS (AlexNet)", False, weights=("lpips-alex",)),
+        Metric("fid", "FID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
+        Metric("kid", "KID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
+        Metric("clip-score", "CLIP score (ViT-B/32)", True, weights=("clip-vit-base-patch32",)),
+        Metric("cmmd", "CMMD (CLIP ViT-L/14-336)", False, scope="dataset", weights=("clip-vit-large-patch14-336",)),
+    )
+}
+
+
+def unavailable_reason(metric: Metric) -> str | None:
+    """Why ``metric`` cannot run on this machine at all, or None if it can."""
+    missing_weights = [reason for reason in map(_weights_problem, metric.weights) if reason]
+    if missing_weights:
+        return "needs model weights " + "; ".join(missing_weights)
+    if metric.compute is None:
+        return "not implemented in this version of tcodec"
+    missing_modules = [name for name in metric.modules if importlib.util.find_spec(name) is None]
+    if missing_modules:
+        return f"needs {', '.join(missing_modules)}: {metric.install or 'pip install ' + missing_modules[0]}"
+    return None
+
+
+def _weights_problem(name: str) -> str | None:
+    """What is missing for the weights ``models.lock`` calls ``name`` (None: installed)."""
+    from tcodec import weights
+
+    if name not in weights.read_lock():
+        return f"{name} (models.lock does not list them yet)"
+    if not weights.status(name)["installed"]:
+        return f"{name} (not on this machine: tcodec models fetch {name})"
+    return None
+
+
+def split_metrics(keys: list[str] | None = None) -> tuple[list[Metric], dict[str, str]]:
+    """The metrics to compute now, and the reason for each one that cannot be.
+
+    Raises:
+        KeyError: a key that is not a known metric (the command checks first).
+    """
+    chosen = [METRICS[key] for key in keys] if keys else list(METRICS.values())
+    usable, reasons = [], {}
+    for metric in chosen:
+        reason = unavailable_reason(metric)
+        if reason:
+            reasons[metric.key] = reason
+        else:
+            usable.append(metric)
+    return usable, reasons
+
+
+def measure_image(metrics: list[Metric], reference, decoded) -> tuple[dict[str, float], dict[str, str]]:
+    """Per-image values, and the reason for each metric this image does not allow."""
+    values, reasons = {}, {}
+    for metric in metrics:
+        try:
+            values[metric.key] = metric.compute(reference, decoded)
+        except MetricUnavailable as reason:
+            reasons[metric.key] = str(reason)
+    return values, reasons

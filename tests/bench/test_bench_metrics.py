@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pytest
+
+from tcodec.bench.metrics import METRICS, MetricUnavailable, measure_image, ms_ssim_rgb, psnr_rgb, split_metrics
+
+
+def test_psnr_is_over_all_rgb_values_with_range_255():
+    reference = np.zeros((4, 4, 3), np.uint8)
+    decoded = reference.copy()
+    decoded[0, 0, 0] = 16  # MSE = 256 / 48
+    assert psnr_rgb(reference, decoded) == pytest.approx(10 * math.log10(255**2 * 48 / 256))
+    assert psnr_rgb(reference, reference) == math.inf
+
+
+WEIGHTED = ("lpips", "fid", "kid", "clip-score", "cmmd")
+
+
+def test_metrics_that_need_weights_say_which_weights_when_they_are_not_listed(monkeypatch):
+    from tcodec import weights
+
+    monkeypatch.setattr(weights, "read_lock", lambda: {})
+    usable, reasons = split_metrics()
+    assert set(WEIGHTED) <= set(reasons)
+    for key in WEIGHTED:
+        assert METRICS[key].weights
+        assert all(f"{name} (models.lock does not list them yet)" in reasons[key] for name in METRICS[key].weights)
+    assert {"psnr-rgb"} <= {metric.key for metric in usable}
+
+
+def test_weights_listed_but_not_installed_name_the_fetch_command(monkeypatch):
+    from tcodec import weights
+
+    monkeypatch.setattr(weights, "read_lock", lambda: {"lpips-alex": object()})
+    monkeypatch.setattr(weights, "status", lambda name: {"installed": False})
+    _, reasons = split_metrics(["lpips"])
+    assert reasons == {"lpips": "needs model weights lpips-alex (not on this machine: tcodec models fetch lpips-alex)"}
+
+
+def test_a_metric_without_code_is_never_faked(monkeypatch):
+    from tcodec import weights
+
+    monkeypatch.setattr(weights, "read_lock", lambda: {"lpips-alex": object()})
+    monkeypatch.setattr(weights, "status", lambda name: {"installed": True})
+    usable, reasons = split_metrics(["lpips"])
+    assert usable == [] and "not implemented" in reasons["lpips"]
+
+
+def test_ms_ssim_of_a_small_image_is_unavailable_with_the_reason(card):
+    pixels = np.asarray(card)
+    with pytest.raises(MetricUnavailable, match="96x64.*161"):
+        ms_ssim_rgb(pixels, pixels)
+    values, reasons = measure_image([METRICS["psnr-rgb"], METRICS["ms-ssim-rgb"]], pixels, pixels)
+    assert values == {"psnr-rgb": math.inf} and "ms-ssim-rgb" in reasons
+
+
+def test_ms_ssim_is_pytorch_msssim_on_0_255_floats():
+    torch = pytest.importorskip("torch")
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    from tcodec.sample import sample_image
+
+    reference = np.asarray(sample_image(176, 168))
+    noisy = np.clip(reference.astype(int) + np.random.default_rng(0).integers(-20, 21, reference.shape), 0, 255)
+    decoded = noisy.astype(np.uint8)
+    expected = pytorch_msssim.ms_ssim(torch.tensor(reference).permute(2, 0, 1)[None].float(),
+                                      torch.tensor(decoded).permute(2, 0, 1)[None].float(), data_range=255)
+    assert ms_ssim_rgb(reference, decoded) == pytest.approx(float(expected), abs=1e-6)
+    assert ms_ssim_rgb(reference, reference) == pytest.approx(1.0, abs=1e-6)
