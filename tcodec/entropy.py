@@ -215,7 +215,7 @@ class LatentEncoder:
 
     def __init__(self) -> None:
         self._encoder = constriction.stream.queue.RangeEncoder()
-        self.ideal_bits = 0.0  # -log2 P of everything coded, under the frozen tables
+        self.ideal_bits = 0.0  # -log2 P of everything coded: tables and escape codes
 
     def encode(self, values: np.ndarray, rows: np.ndarray, tables: CdfTables) -> None:
         values = np.asarray(values, dtype=np.int64).reshape(-1)
@@ -236,6 +236,7 @@ class LatentEncoder:
         if n >= _ESCAPE_LENGTH_MODEL_SIZE:
             raise ValueError(f"latent value {distance} is too large to code")
         self._encoder.encode(n, constriction.stream.model.Uniform(_ESCAPE_LENGTH_MODEL_SIZE))
+        self.ideal_bits += np.log2(_ESCAPE_LENGTH_MODEL_SIZE) + n
         low = distance + 1 - (1 << n)
         for bits in _chunks(n):  # constriction's Uniform takes at most 2**24 values
             self._encoder.encode(low & ((1 << bits) - 1), constriction.stream.model.Uniform(1 << bits))
