@@ -11,13 +11,10 @@ run.json). The results cache lives outside the repository, in tcodec's cache fol
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-import typer
-
-from tcodec.bench.command import bench
-from tcodec.errors import TcodecError
 from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,18 +23,14 @@ CODECS = "jpeg,webp,avif,jxl,jpeg2000,pillow-jpeg"
 
 
 def main() -> None:
+    """Run the real command, `tcodec bench`, with the committed comparison's arguments."""
     arguments = [
+        # relative paths, so the outputs do not record where this checkout lives
         os.path.relpath(SHARED / "data" / "kodak"), "-m", CODECS, "-o", os.path.relpath(ROOT / "results" / "kodak"),
         "--anchors", os.path.relpath(SHARED / "anchors" / "compressai-kodak"),
         "--cache", str(cache_dir() / "bench" / "kodak.jsonl"), *sys.argv[1:],
     ]
-    app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
-    app.command()(bench)
-    try:
-        app(arguments)
-    except TcodecError as error:
-        print(f"tcodec: error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    sys.exit(subprocess.run([sys.executable, "-m", "tcodec", "bench", *arguments]).returncode)
 
 
 if __name__ == "__main__":
