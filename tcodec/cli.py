@@ -22,7 +22,7 @@ import typer
 from tcodec import api, batch
 from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
-from tcodec.errors import InputError, OutputError, TcodecError
+from tcodec.errors import InputError, OutputError, TcodecError, one_line
 from tcodec.fileio import write_atomic
 from tcodec.images import load_image
 
@@ -51,7 +51,7 @@ def main() -> None:
 
 
 def _say(kind: str, text: str) -> None:
-    print(f"tcodec: {kind}: {text}", file=sys.stderr)
+    print(f"tcodec: {kind}: {one_line(text, 1000)}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:

@@ -52,5 +52,11 @@ class OutputError(TcodecError):
     exit_code = 7
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """A library's (often multi-line) message, squeezed into one line for ours."""
+    squeezed = " ".join(str(text).split())
+    return squeezed if len(squeezed) <= limit else squeezed[: limit - 3] + "..."
+
+
 class TcodecWarning(UserWarning):
     """Something was changed on purpose, e.g. an RGBA image was flattened."""

@@ -25,7 +25,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError
+from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError, one_line
 from tcodec.fileio import write_atomic
 
 CONFIG_FILE = "config.json"
@@ -164,7 +164,7 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
         model = build_model(config)
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(f"model {name} in {folder} is damaged or does not fit its config ({error})") from None
+        raise ModelError(f"model {name} in {folder} is damaged or does not fit its config ({one_line(error)})") from None
     model.eval().requires_grad_(False)
     for network in model.parameter_networks():
         network.to(torch.float64)
@@ -262,7 +262,7 @@ def convert_official(path: Path, config: dict):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise ModelError(f"{path} is not a loadable checkpoint ({error})") from None
+        raise ModelError(f"{path} is not a loadable checkpoint ({one_line(error)})") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ModelError(f"{path} holds no state_dict")
@@ -271,7 +271,7 @@ def convert_official(path: Path, config: dict):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ModelError(f"{path} does not fit the official TACO architecture ({error})") from None
+        raise ModelError(f"{path} does not fit the official TACO architecture ({one_line(error)})") from None
     return model
 
 

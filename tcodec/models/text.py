@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from tcodec.errors import ModelNotFoundError
+from tcodec.errors import ModelNotFoundError, one_line
 
 MAX_TOKENS = 38  # as the official TACO code pads and truncates
 
@@ -44,7 +44,7 @@ class TextEncoder:
             self._model = model_class.from_pretrained(self.folder, local_files_only=True).eval()
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
-                f"text encoder {self.name} could not be loaded from {self.folder} ({error}); "
+                f"text encoder {self.name} could not be loaded from {self.folder} ({one_line(error, 200)}); "
                 f"get it with: tcodec models fetch {self.name}"
             ) from None
         self._model.requires_grad_(False)

@@ -107,3 +107,12 @@ def test_cli_round_trip(models_env, card_png, tmp_path):
     assert result.returncode == 0, result.stderr
     decoded = run_cli("decode", out, "-o", tmp_path / "back.png")
     assert decoded.returncode == 0, decoded.stderr
+
+
+def test_decoding_order_in_a_batch_does_not_matter(models_env, card):
+    options = {"model": str(models_env)}
+    first = tcodec.encode(card, "taco", 1.5, options=options)
+    second = tcodec.encode(card.rotate(180), "taco", 3.5, caption="upside down", options=options)
+    forward = [tcodec.decode(first).tobytes(), tcodec.decode(second).tobytes()]
+    backward = [tcodec.decode(second).tobytes(), tcodec.decode(first).tobytes()]
+    assert forward == backward[::-1]
