@@ -125,7 +125,8 @@ def check_quality(backend: str, quality: float | None) -> float:
     if not low <= quality <= high or (codec.integer_quality and quality != int(quality)):
         kind = "an integer" if codec.integer_quality else "a number"
         raise InputError(f"quality for {backend} must be {kind} from {low:g} to {high:g}, not {quality:g}")
-    return int(quality) if codec.integer_quality else float(quality)
+    # the header keeps hundredths: the encoder must use the quality the decoder will read
+    return int(quality) if codec.integer_quality else round(float(quality), 2)
 
 
 def check_device(device: str) -> None:

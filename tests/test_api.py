@@ -107,3 +107,11 @@ def test_docstring_example_runs():
     import tcodec.api
 
     assert doctest.testmod(tcodec.api).failed == 0
+
+
+def test_fractional_quality_is_used_as_the_header_stores_it():
+    from tcodec.api import check_quality
+    from tcodec.backends import REGISTRY, is_installed
+
+    if "taco" in REGISTRY and is_installed("taco"):
+        assert check_quality("taco", 3.3333) == 3.33
