@@ -230,8 +230,11 @@ def fetch(name: str) -> Path:
         except (urllib.error.URLError, OSError) as error:
             raise ModelError(f"could not download {url} ({getattr(error, 'reason', error)}); on a machine "
                              f"with a network run `tcodec models fetch {name}` and copy {folder}") from None
-        _check_file(locked, hashlib.sha256(data).hexdigest(), len(data), name)
+        digest = hashlib.sha256(data).hexdigest()
+        _check_file(locked, digest, len(data), name)
         write_atomic(folder / locked.path, data, overwrite=True)
+        if not locked.sha256:
+            _pin(name, locked.path, digest)  # trust on first download; `verify` checks it later
     return folder
 
 
