@@ -150,3 +150,22 @@ def test_import_refuses_non_checkpoints(tmp_path):
         weights.convert_official(bogus, weights.lock_entry("taco-official-1").config)
     with pytest.raises(InputError, match="no such file"):
         weights.import_file("taco-official-1", tmp_path / "missing.pth.tar")
+
+
+def test_fetch_downloads_pins_and_verify_checks(monkeypatch, tmp_path):
+    import io
+
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+    served = {}
+
+    def fake_urlopen(url, timeout):  # stands in for the network, which this machine lacks
+        served[url] = f"contents of {url.rsplit('/', 1)[1]}".encode()
+        return io.BytesIO(served[url])
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", fake_urlopen)
+    folder = weights.fetch("clip-vit-base-patch32")
+    assert len(served) == len(weights.lock_entry("clip-vit-base-patch32").files)
+    assert (folder / "merges.txt").read_bytes() == b"contents of merges.txt"
+    assert weights.verify("clip-vit-base-patch32") == []
+    (folder / "merges.txt").write_bytes(b"tampered")
+    assert any("merges.txt" in problem for problem in weights.verify("clip-vit-base-patch32"))
