@@ -58,7 +58,7 @@ def test_fetched_file_with_a_wrong_hash_is_refused():
         weights._check_file(locked, "1" * 64, 10, "m")
 
 
-torch = pytest.importorskip("torch")  # what follows needs the learned-backend extra
+torch = pytest.importorskip("torch")  # without the learned-backend extra, this module is skipped
 
 
 def test_save_and_load_round_trip(tiny_folder):
