@@ -64,11 +64,7 @@ def encode(
         warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
     codec = get_backend(backend)
     quality = check_quality(backend, quality)
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(codec.options))
-    if unknown:
-        known = ", ".join(codec.options) or "none"
-        raise InputError(f"unknown option {unknown[0]!r} for {backend} (known: {known})")
+    options = _checked_options(options, codec.options, backend)
     check_device(device)
     keep = _caption_to_store(codec, caption, store_caption)
     payload = codec.encode(loaded.image, quality=quality, caption=caption, device=device, options=options)
@@ -86,20 +82,25 @@ def encode(
     return pack(container)
 
 
-def decode(source: TczSource, *, device: str = "auto") -> Image.Image:
+def decode(source: TczSource, *, device: str = "auto", options: Mapping[str, str] | None = None) -> Image.Image:
     """Decode a ``.tcz`` file (path or bytes) to a PIL image (mode L or RGB).
 
     Raises:
         FormatError: not a valid ``.tcz`` file.
-        InputError: the path cannot be read.
+        InputError: the path cannot be read, or an unknown option.
         BackendError: the file's backend is not available here.
+        ModelError: a learned backend's weights for this file are not installed.
     """
     check_device(device)
-    return decode_container(read_info(source), device=device)
+    return decode_container(read_info(source), device=device, options=options)
 
 
-def decode_container(container: Container, *, device: str = "auto") -> Image.Image:
-    image = get_backend(container.backend).decode(container, device=device)
+def decode_container(container: Container, *, device: str = "auto",
+                     options: Mapping[str, str] | None = None) -> Image.Image:
+    """Decode a parsed container; ``options`` as the backend's ``decode_options`` allow."""
+    codec = get_backend(container.backend)
+    image = codec.decode(container, device=device,
+                         options=_checked_options(options, codec.decode_options, container.backend))
     if image.size != (container.width, container.height) or image.mode != container.mode:
         raise FormatError(f"decoded image is {image.size} {image.mode}, the header says "
                           f"{(container.width, container.height)} {container.mode}")
@@ -127,6 +128,14 @@ def check_quality(backend: str, quality: float | None) -> float:
         raise InputError(f"quality for {backend} must be {kind} from {low:g} to {high:g}, not {quality:g}")
     # the header keeps hundredths: the encoder must use the quality the decoder will read
     return int(quality) if codec.integer_quality else round(float(quality), 2)
+
+
+def _checked_options(options: Mapping[str, str] | None, known: Mapping[str, str], backend: str) -> dict:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r} for {backend} (known: {', '.join(known) or 'none'})")
+    return options
 
 
 def check_device(device: str) -> None:

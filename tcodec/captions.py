@@ -33,13 +33,14 @@ import struct
 import zlib
 from pathlib import Path
 
+from tcodec import container
 from tcodec.errors import FormatError, InputError, ModelError, ModelMismatchError, ModelNotFoundError
 
 if importlib.util.find_spec("numpy") is None or importlib.util.find_spec("constriction") is None:
     raise ImportError("the caption coder needs numpy and constriction; install them to use it")
 
 CAPTION_CODER_ID = 1
-MAX_CAPTION_BYTES = 4096
+MAX_CAPTION_BYTES = container.MAX_CAPTION_BYTES
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "caption_model_v1.bin"
 MODEL_SHA256 = "835fe9475dca2a6223974457b54a82ada599881d8d9f61337179fb54330018fa"
 MODEL_MAGIC = b"TCAPMDL1"

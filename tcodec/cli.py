@@ -46,11 +46,12 @@ def main() -> None:
     except TcodecError as error:
         if _debug:
             traceback.print_exc()
-        _say("error", str(error))
+        say("error", str(error))
         sys.exit(error.exit_code)
 
 
-def _say(kind: str, text: str) -> None:
+def say(kind: str, text: str) -> None:
+    """One line on stderr: `tcodec: error: ...`; library messages may span lines, ours do not."""
     print(f"tcodec: {kind}: {one_line(text, 1000)}", file=sys.stderr)
 
 
@@ -120,6 +121,8 @@ def decode(
     output: OutputOpt = None,
     format: Annotated[Optional[str], typer.Option("--format", help="png (default), jpg, webp, bmp, tiff, ppm; "
                                                   "a jpeg .tcz written as jpg gives its original JPEG bytes.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE",
+                                                        help="Backend option, e.g. -O model=FOLDER (taco).")] = None,
     device: DeviceOpt = "auto",
     jobs: JobsOpt = 1,
     force: ForceOpt = False,
@@ -127,13 +130,15 @@ def decode(
     """Decode a .tcz file (or a folder of them) to an image."""
     from tcodec.output_formats import image_bytes, resolve_format
 
+    options = _parse_options(option or [])
     api.check_device(device)
-    fmt = resolve_format(format, output)
+    into_folder = output is not None and (Path(output).is_dir() or (input != "-" and Path(input).is_dir()))
+    fmt = resolve_format(format, output, output_is_folder=into_folder)
 
     def decode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
         data = _read_stdin() if source is None else api.read_file(source)
         container = api.read_info(data)
-        written = image_bytes(container, fmt, device)
+        written = image_bytes(container, fmt, device, options)
         pixels = container.width * container.height
         return written, batch.FileResult(len(data), len(written), pixels)
 
@@ -173,7 +178,7 @@ def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, 
     except TcodecError as error:
         raise labelled(error, input) from None
     for note in result.notes:
-        _say("warning", f"{input}: {note}")
+        say("warning", f"{input}: {note}")
     if output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -192,7 +197,7 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
         wanted = ", ".join(sorted(conversion.suffixes))
         raise InputError(f"{folder}: no files to convert (looked for {wanted})")
     for message in conflicts:
-        _say("error", message)
+        say("error", message)
 
     def process(job: batch.Job) -> batch.FileResult:
         data, result = conversion.convert(job.source, folder)
@@ -200,9 +205,9 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
         return result
 
     started = time.perf_counter()
-    summary = batch.run(planned, process, n_jobs=jobs, force=force, report=_say, label=labelled)
+    summary = batch.run(planned, process, n_jobs=jobs, force=force, report=say, label=labelled)
     summary.failed += len(conflicts)
-    _say("info", f"{summary.describe(conversion.verb, conversion.bpp_of)} in {time.perf_counter() - started:.1f} s")
+    say("info", f"{summary.describe(conversion.verb, conversion.bpp_of)} in {time.perf_counter() - started:.1f} s")
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -75,12 +75,6 @@ class Container:
     caption: str | None = None
     layout: dict[str, int] | None = field(default=None, compare=False)
 
-    @property
-    def size_bytes(self) -> int:
-        """Size of the packed file; exact for containers that came from :func:`unpack`."""
-        return self.layout["file"] if self.layout else len(pack(self))
-
-
 # --- writing -------------------------------------------------------------------
 
 
@@ -128,7 +122,12 @@ def encode_caption(text: str) -> tuple[int, bytes]:
     The learned coder (``tcodec.captions``) is used when it is installed and smaller;
     plain UTF-8 otherwise, so a stored caption is never larger than its text.
     """
-    raw = text.encode("utf-8")
+    if not isinstance(text, str):
+        raise InputError(f"a caption must be text, not {type(text).__name__}")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("caption is not valid Unicode (a lone surrogate, e.g. from undecodable bytes)") from None
     if len(raw) > MAX_CAPTION_BYTES:
         raise InputError(f"caption is {len(raw)} bytes of UTF-8; the limit is {MAX_CAPTION_BYTES}")
     best = (CAPTION_UTF8, raw)
@@ -181,7 +180,10 @@ def unpack(data: bytes) -> Container:
     if flags & ~KNOWN_FLAGS:
         raise FormatError(f"unknown header flags 0x{flags:02x}; the file is corrupt or from a newer tcodec")
     backend = _lookup("backend", reader.byte("backend"))
-    quality = struct.unpack("<H", reader.take(2, "quality"))[0] / 100
+    quality_code = struct.unpack("<H", reader.take(2, "quality"))[0]
+    if quality_code == 0:
+        raise FormatError("quality 0 is not a valid quality; the file is corrupt")
+    quality = quality_code / 100
     width = reader.varint("width") + 1
     height = reader.varint("height") + 1
     _check_image_size(width, height, FormatError)

@@ -30,9 +30,9 @@ FORMATS = {
 ALIASES = {"jpeg": "jpg", "tif": "tiff", "pgm": "ppm", "pnm": "ppm"}
 
 
-def resolve_format(name: str | None, output: str | None) -> OutputFormat:
-    """``--format`` if given, else the output's extension, else PNG."""
-    if name is None and output not in (None, "-") and Path(output).suffix:
+def resolve_format(name: str | None, output: str | None, output_is_folder: bool = False) -> OutputFormat:
+    """``--format`` if given, else the output file's extension, else PNG."""
+    if name is None and output not in (None, "-") and not output_is_folder and Path(output).suffix:
         name = Path(output).suffix[1:]
     if name is None:
         return FORMATS["png"]
@@ -42,12 +42,12 @@ def resolve_format(name: str | None, output: str | None) -> OutputFormat:
     return FORMATS[key]
 
 
-def image_bytes(container: Container, fmt: OutputFormat, device: str = "auto") -> bytes:
+def image_bytes(container: Container, fmt: OutputFormat, device: str = "auto", options=None) -> bytes:
     """The file to write for a decoded container: the original JPEG when there is one."""
     native = api.native_bytes(container)
     if native is not None and native[0] == fmt.pillow_name:
         return native[1]
-    image = api.decode_container(container, device=device)
+    image = api.decode_container(container, device=device, options=options)
     buffer = io.BytesIO()
     image.save(buffer, fmt.pillow_name, **fmt.save_options)
     return buffer.getvalue()

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tcodec.batch import IMAGE_SUFFIXES
 from tcodec.models.taco import TacoConfig, TacoModel
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 @dataclass
@@ -110,8 +110,9 @@ class TextCache:
 
     def __init__(self, captions: list[str], text_encoder: str, cache: Path) -> None:
         self.index = {c: i for i, c in enumerate(captions)}
-        if cache.is_file() and json.loads(cache.with_suffix(".json").read_text()) == captions:
-            self.states = torch.load(cache, weights_only=True)
+        key = {"text_encoder": text_encoder, "captions": captions}
+        if cache.is_file() and json.loads(cache.with_suffix(".json").read_text()) == key:
+            self.states = torch.load(cache, weights_only=True)  # our own file, tensors only
             return
         from tcodec.models.text import text_encoder as load_text_encoder
 
@@ -119,7 +120,7 @@ class TextCache:
         self.states = torch.cat([encoder.encode(captions[i:i + 64]).half() for i in range(0, len(captions), 64)])
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.states, cache)
-        cache.with_suffix(".json").write_text(json.dumps(captions))
+        cache.with_suffix(".json").write_text(json.dumps(key))
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         return self.states[[self.index[c] for c in captions]].float()
@@ -133,14 +134,14 @@ def lambda_of(quality: torch.Tensor, recipe: Recipe, rates: int) -> torch.Tensor
     return low * (high / low) ** ((quality - 1) / (rates - 1))
 
 
-def learning_rate(step: int, recipe: Recipe, warmup: int) -> float:
-    if step < warmup:
-        return recipe.lr * (step + 1) / warmup
+def learning_rate(step: int, recipe: Recipe, started_at: int = 0) -> float:
+    """The schedule (warm-up, constant, cosine decay to 10%), ramped up again for
+    ``resume_warmup`` steps after a resume, since Adam's moments start afresh."""
+    warmup = recipe.warmup if started_at == 0 else recipe.resume_warmup
+    ramp = min(1.0, (step - started_at + 1) / max(1, warmup))
     start = recipe.decay_from * recipe.iterations
-    if step < start:
-        return recipe.lr
-    progress = (step - start) / max(1, recipe.iterations - start)
-    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    progress = max(0.0, step - start) / max(1, recipe.iterations - start)
+    return recipe.lr * ramp * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def batch_of(images, captions, recipe: Recipe, rng: random.Random):
@@ -173,14 +174,14 @@ def train(config_path: Path) -> None:
     print(f"{len(images)} images, {len(all_captions)} captions ready in {time.time() - started:.0f} s", flush=True)
 
     model = TacoModel(config)
-    step, warmup = 0, recipe.warmup
+    step = 0
     if checkpoint.is_file():
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(checkpoint))
         step = json.loads(checkpoint.with_suffix(".json").read_text())["iteration"]
-        warmup = step + recipe.resume_warmup
         print(f"resumed from {checkpoint} at iteration {step}", flush=True)
+    started_at = step
     model.train()
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -193,7 +194,7 @@ def train(config_path: Path) -> None:
         x, texts = batch_of(images, captions, recipe, rng)
         quality = torch.rand(recipe.batch) * (config.rates - 1) + 1
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, recipe, warmup)
+            group["lr"] = learning_rate(step, recipe, started_at)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
             out = model(x, text_cache(texts), quality)
         pixels = x.shape[2] * x.shape[3]
@@ -228,15 +229,15 @@ def _log(path: Path, step: int, means, its_per_s: float, optimizer) -> None:
 
 
 def _save(model: TacoModel, checkpoint: Path, step: int) -> None:
-    """Weights only, written to a temporary file and renamed, so a kill never corrupts it."""
-    from safetensors.torch import save_file
+    """Weights only. Each file is written whole and renamed into place; a kill between the
+    two leaves weights one save newer than the iteration says, which resuming tolerates."""
+    from safetensors.torch import save
 
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    temporary = checkpoint.with_suffix(".tmp")
+    from tcodec.fileio import write_atomic
+
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, temporary)
-    temporary.replace(checkpoint)
-    checkpoint.with_suffix(".json").write_text(json.dumps({"iteration": step}) + "\n")
+    write_atomic(checkpoint, save(state), overwrite=True)
+    write_atomic(checkpoint.with_suffix(".json"), (json.dumps({"iteration": step}) + "\n").encode(), overwrite=True)
 
 
 def export(config_path: Path, name: str, folder: Path | None = None) -> Path:

@@ -21,16 +21,16 @@ import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError, one_line
+from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError, OutputError, one_line
 from tcodec.fileio import write_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PINS_FILE = "pins.json"  # sha256 of files imported by the user, where models.lock has none
+HASH_CACHE_FILE = ".model-hash.json"
 
 
 @dataclass(frozen=True)
@@ -97,17 +97,28 @@ def sha256_file(path: Path) -> str:
 
 
 def model_hash(folder: Path) -> str:
-    """sha256 over config.json and model.safetensors: the model-version hash (hex)."""
-    files = [Path(folder) / name for name in (CONFIG_FILE, WEIGHTS_FILE)]
-    return _hash_of(tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    """sha256 over config.json and model.safetensors: the model-version hash (hex).
 
-
-@lru_cache(maxsize=64)
-def _hash_of(files: tuple[tuple[str, int, int], ...]) -> str:
-    # keyed by path, mtime and size: decoding a folder of files hashes each model once
+    Kept beside the model with the files' sizes and times, so that finding the model of a
+    file does not re-read every installed model's weights; recomputed when they change.
+    """
+    folder = Path(folder)
+    files = [folder / CONFIG_FILE, folder / WEIGHTS_FILE]
+    stamps = [[f.stat().st_mtime_ns, f.stat().st_size] for f in files]
+    cache = folder / HASH_CACHE_FILE
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["stamps"] == stamps:
+            return cached["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     digest = hashlib.sha256()
-    for path, _, _ in files:
-        digest.update(bytes.fromhex(sha256_file(Path(path))))
+    for path in files:
+        digest.update(bytes.fromhex(sha256_file(path)))
+    try:
+        write_atomic(cache, json.dumps({"sha256": digest.hexdigest(), "stamps": stamps}).encode(), overwrite=True)
+    except OutputError:  # a read-only place (an installed package): just not cached
+        pass
     return digest.hexdigest()
 
 
@@ -158,12 +169,12 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         state = load_file(folder / WEIGHTS_FILE)
         model = build_model(config)
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as error:
+    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError, OSError) as error:
         raise ModelError(f"model {name} in {folder} is damaged or does not fit its config ({one_line(error)})") from None
     model.eval().requires_grad_(False)
     for network in model.parameter_networks():
@@ -187,15 +198,16 @@ def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = 
     density (CompressAI's bisection), so the z tables cover z whether or not the
     auxiliary loss had converged.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     model.update(force=True, update_quantiles=fit_quantiles)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {"architecture": "taco", "taco": model.config.to_dict(), "text_encoder": text_encoder, **extra}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     state = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, folder / WEIGHTS_FILE)
+    # each file whole or not at all; a model being replaced is replaced on purpose (import, export)
+    write_atomic(folder / WEIGHTS_FILE, save(state), overwrite=True)
+    write_atomic(folder / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+                 overwrite=True)
     return model_hash(folder)
 
 

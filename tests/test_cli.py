@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -308,3 +309,19 @@ def test_refuses_to_write_binary_to_a_terminal(card):
         os.close(controller)
     assert result.returncode == 7
     assert b"refusing to write binary data to a terminal" in result.stderr
+
+
+def test_decode_into_a_folder_whose_name_has_a_dot(photos, tmp_path):
+    run_cli("encode", photos, "-o", tmp_path / "tcz")
+    result = run_cli("decode", tmp_path / "tcz", "-o", tmp_path / "back.v2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "back.v2" / "a.png").is_file()
+    single = run_cli("decode", tmp_path / "tcz" / "a.tcz", "-o", tmp_path / "back.v2" / "trip")
+    assert single.returncode == 0, single.stderr
+    assert (tmp_path / "back.v2" / "trip" / "a.png").is_file()
+
+
+def test_caption_from_undecodable_bytes_is_an_input_error(card_png):
+    result = subprocess.run([sys.executable, "-m", "tcodec", "encode", card_png, "--caption", b"caf\xe9", "-o", "-"],
+                            capture_output=True, timeout=120)
+    assert_error(result, 2, "not valid Unicode")

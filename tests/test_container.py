@@ -281,3 +281,14 @@ def test_mutated_files_with_a_valid_checksum_raise_only_format_error(data):
 @given(st.binary(max_size=64))
 def test_random_bytes_after_the_magic_raise_only_format_error(tail):
     read_or_format_error(b"TCZ\x10" + tail)
+
+
+def test_quality_zero_is_refused_by_the_reader():
+    with pytest.raises(FormatError, match="quality 0 is not a valid quality"):
+        unpack(with_crc(header(quality=0, rest=b"\x01\x00")))
+
+
+@pytest.mark.parametrize("caption", ["caf\udce9", "a\ud800b"])
+def test_caption_that_is_not_unicode_text_is_an_input_error(caption):
+    with pytest.raises(InputError, match="not valid Unicode"):
+        pack(Container("jpeg", 50, 4, 4, "L", (b"x",), caption=caption))

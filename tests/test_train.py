@@ -75,3 +75,15 @@ def test_lambda_spans_the_configured_ends():
     recipe = train.Recipe(data=[], checkpoint="", iterations=10, lambdas=(0.001, 0.1))
     values = train.lambda_of(torch.tensor([1.0, 4.0, 7.0]), recipe, rates=7)
     assert torch.allclose(values, torch.tensor([0.001, 0.01, 0.1]), rtol=1e-5)
+
+
+def test_learning_rate_schedule_and_resume_ramp():
+    recipe = train.Recipe(data=[], checkpoint="", iterations=1000, lr=1e-3, warmup=100, resume_warmup=10,
+                          decay_from=0.8)
+    assert train.learning_rate(0, recipe) == pytest.approx(1e-5)
+    assert train.learning_rate(500, recipe) == pytest.approx(1e-3)
+    assert train.learning_rate(999, recipe) == pytest.approx(1e-4, rel=0.01)
+    # resumed late in the decay: ramps up to the scheduled value, never above it
+    scheduled = train.learning_rate(950, recipe)
+    assert train.learning_rate(950, recipe, started_at=950) == pytest.approx(scheduled / 10)
+    assert train.learning_rate(959, recipe, started_at=950) == pytest.approx(train.learning_rate(959, recipe))

@@ -58,17 +58,19 @@ def test_fetched_file_with_a_wrong_hash_is_refused():
         weights._check_file(locked, "1" * 64, 10, "m")
 
 
-torch = pytest.importorskip("torch")  # without the learned-backend extra, this module is skipped
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")  # the learned-backend extra
 
 
-def test_save_and_load_round_trip(tiny_folder):
+def test_save_and_load_round_trip(tiny_folder, torch):
     loaded = weights.load_model(str(tiny_folder))
     assert loaded.hash == weights.model_hash(tiny_folder) and len(loaded.hash8) == 8
     assert json.loads((tiny_folder / "config.json").read_text())["architecture"] == "taco"
     assert loaded.model.h_s.increase[0].weight.dtype == torch.float64  # parameter nets code in float64
 
 
-def test_hash_covers_the_weights(tiny_folder, tmp_path):
+def test_hash_covers_the_weights(tiny_folder, tmp_path, torch):
     import shutil
 
     copy = tmp_path / "copy"
@@ -79,7 +81,7 @@ def test_hash_covers_the_weights(tiny_folder, tmp_path):
     assert weights.model_hash(copy) != weights.model_hash(tiny_folder)
 
 
-def test_weights_that_do_not_fit_the_config_are_a_model_error(tiny_folder, tmp_path):
+def test_weights_that_do_not_fit_the_config_are_a_model_error(tiny_folder, tmp_path, torch):
     import shutil
 
     copy = tmp_path / "copy"
@@ -91,7 +93,7 @@ def test_weights_that_do_not_fit_the_config_are_a_model_error(tiny_folder, tmp_p
         weights.load_model(str(copy))
 
 
-def test_missing_model_names_the_place_and_the_command(monkeypatch, tmp_path):
+def test_missing_model_names_the_place_and_the_command(monkeypatch, tmp_path, torch):
     monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match=rf"model taco-official-1 is not installed: looked for {tmp_path}.*"
                                                  "tcodec models fetch taco-official-1"):
@@ -110,7 +112,7 @@ def official_layout(model, old_names: bool, prefix: str) -> dict:
 
 
 @pytest.mark.parametrize("old_names, prefix", [(True, "module."), (False, "")])
-def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, old_names, prefix):
+def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, old_names, prefix, torch):
     from tcodec.models.taco import TacoConfig, TacoModel
 
     config = weights.lock_entry("taco-official-1").config
@@ -123,7 +125,7 @@ def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, ol
         assert torch.equal(converted.state_dict()[key], value), key
 
 
-def test_import_pins_converts_and_installs(tmp_path, monkeypatch):
+def test_import_pins_converts_and_installs(tmp_path, monkeypatch, torch):
     from tcodec.models.taco import TacoConfig, TacoModel
 
     monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
@@ -143,7 +145,7 @@ def test_import_pins_converts_and_installs(tmp_path, monkeypatch):
         weights.import_file("taco-official-2", other)
 
 
-def test_import_refuses_non_checkpoints(tmp_path):
+def test_import_refuses_non_checkpoints(tmp_path, torch):
     bogus = tmp_path / "x.pth.tar"
     bogus.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="not a loadable checkpoint"):

@@ -36,7 +36,8 @@ class Backend(ABC):
     quality_range: ClassVar[tuple[float, float]]
     default_quality: ClassVar[float]
     integer_quality: ClassVar[bool] = False
-    options: ClassVar[Mapping[str, str]] = {}  # option name -> help text
+    options: ClassVar[Mapping[str, str]] = {}  # encoder option name -> help text
+    decode_options: ClassVar[Mapping[str, str]] = {}
     # How a caption is used: only stored ("store"), guides the encoder ("encoder", stored
     # only when asked), or needed by the decoder ("decoder", always stored).
     caption_use: ClassVar[Literal["store", "encoder", "decoder"]] = "store"
@@ -57,5 +58,5 @@ class Backend(ABC):
         """Code an L or RGB image."""
 
     @abstractmethod
-    def decode(self, container: Container, *, device: str) -> Image.Image:
+    def decode(self, container: Container, *, device: str, options: Mapping[str, str]) -> Image.Image:
         """Decode a container written by this backend to an L or RGB image."""

@@ -37,7 +37,7 @@ class JpegBackend(Backend):
         image.save(buffer, "JPEG", quality=int(quality), optimize=True, subsampling=SUBSAMPLING[subsampling])
         return Payload(streams=(buffer.getvalue(),), mode=image.mode, width=image.width, height=image.height)
 
-    def decode(self, container: Container, *, device) -> Image.Image:
+    def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
         if len(container.streams) != 1:
             raise FormatError(f"a jpeg .tcz holds 1 stream, this one {len(container.streams)}")
         try:

@@ -16,11 +16,14 @@ from PIL import Image
 
 from tcodec.backends.base import Backend, Payload
 from tcodec.container import Container
-from tcodec.errors import InputError, ModelNotFoundError
+from tcodec.errors import FormatError, InputError, ModelNotFoundError
 
 DEFAULT_MODEL = "tcodec-taco-v1"
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
+# Memory grows with the image (no tiling yet): about 4 GB of activations at this size with
+# the official width, so a 40-byte file cannot ask the decoder for hundreds of gigabytes.
+MAX_PIXELS = 16 * 2**20
 
 
 class TacoBackend(Backend):
@@ -29,6 +32,8 @@ class TacoBackend(Backend):
     default_quality = 3
     options = {"model": f"a model from `tcodec models list`, {OFFICIAL_FAMILY} (quality picks the checkpoint), "
                         f"or a model folder; default {DEFAULT_MODEL}"}
+    decode_options = {"model": "the model (name or folder) to decode with; default: the installed model "
+                               "whose hash the file carries"}
     caption_use = "encoder"
 
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
@@ -38,6 +43,7 @@ class TacoBackend(Backend):
         from tcodec.models.coding import TensorCoder
         from tcodec.models.text import text_encoder
 
+        _check_size(image.width, image.height, InputError)
         torch_device = resolve_device(device)
         loaded, rate = self._model_for(options.get("model", DEFAULT_MODEL), quality, torch_device)
         text = text_encoder(loaded.config["text_encoder"]).encode([caption or ""], torch_device)
@@ -48,17 +54,24 @@ class TacoBackend(Backend):
         return Payload(streams=(coder.to_bytes(),), mode=image.mode, width=image.width, height=image.height,
                        entropy_coder="constriction-range", model_hash=loaded.hash8)
 
-    def decode(self, container: Container, *, device) -> Image.Image:
+    def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
         import torch
 
         from tcodec.models import PAD_MULTIPLE, resolve_device, tensor_to_image
         from tcodec.models.coding import TensorCoder
         from tcodec.weights import check_hash
 
+        _check_payload(container)
         torch_device = resolve_device(device)
-        loaded = _find_model(container.model_hash, torch_device)
-        check_hash(loaded, container.model_hash)
-        rate = container.quality if loaded.model.config.rates else None
+        if "model" in options:
+            loaded = _load(options["model"], torch_device)
+            check_hash(loaded, container.model_hash)
+        else:
+            loaded = _load(str(_find_model(container.model_hash)), torch_device)
+        rates = loaded.model.config.rates
+        if rates and not 1 <= container.quality <= rates:
+            raise FormatError(f"quality {container.quality:g} is outside 1..{rates} of model {loaded.name}")
+        rate = container.quality if rates else None
         z_size = (-(-container.height // PAD_MULTIPLE), -(-container.width // PAD_MULTIPLE))
         coder = TensorCoder.reader(container.streams[0])
         with torch.inference_mode():
@@ -88,28 +101,47 @@ def _load(name_or_path: str, device):
     return load_model(name_or_path, device)
 
 
-def _find_model(model_hash: bytes | None, device):
-    """The installed taco model whose model-version hash starts with the file's."""
+def _check_size(width: int, height: int, error: type[Exception]) -> None:
+    if width * height > MAX_PIXELS:
+        raise error(f"taco codes images up to {MAX_PIXELS // 2**20} megapixels, not {width}x{height}")
+
+
+def _check_payload(container: Container) -> None:
+    """What the header promises must be what a taco decoder reads, before any model work."""
+    _check_size(container.width, container.height, FormatError)
+    if len(container.streams) != 1 or container.entropy_coder != "constriction-range":
+        raise FormatError(f"a taco file holds 1 range-coded stream, this one {len(container.streams)} "
+                          f"({container.entropy_coder}); the file is corrupt")
+    if container.model_hash is None:
+        raise FormatError("this taco file carries no model hash; it was not written by tcodec")
+
+
+def _find_model(model_hash: bytes):
+    """The folder of the installed taco model whose model-version hash starts with the file's.
+
+    Only hashes are compared (cached beside each model); just the match is loaded.
+    """
+    from tcodec.weights import model_hash as hash_of
     from tcodec.weights import read_lock, status
 
-    if model_hash is None:
-        raise InputError("this taco file carries no model hash; it was not written by tcodec")
     looked = []
     for entry in read_lock().values():
-        if entry.backend != "taco":
-            continue
-        state = status(entry.name)
-        looked.append(str(state["folder"]))
-        if state["hash"] and bytes.fromhex(state["hash"][:16]) == model_hash:
-            return _load(entry.name, device)
+        if entry.backend == "taco":
+            state = status(entry.name)
+            looked.append(str(state["folder"]))
+            if state["hash"] and bytes.fromhex(state["hash"][:16]) == model_hash:
+                return state["folder"]
     for folder in _extra_folders():
-        loaded = _load(str(folder), device)
-        if loaded.hash8 == model_hash:
-            return loaded
         looked.append(str(folder))
+        try:
+            if bytes.fromhex(hash_of(folder)[:16]) == model_hash:
+                return folder
+        except OSError:  # a stale entry in $TCODEC_MODELS: look on
+            continue
     raise ModelNotFoundError(
         f"no installed taco model has hash {model_hash.hex()} (looked in {', '.join(looked) or 'nothing'}); "
-        "install the model the file was made with (`tcodec models list`), or name its folder in TCODEC_MODELS"
+        "install the model the file was made with (`tcodec models list`), name its folder in "
+        "TCODEC_MODELS, or give it with -O model=FOLDER"
     )
 
 

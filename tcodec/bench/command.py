@@ -3,7 +3,6 @@ the work happens in the modules it imports when it runs."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -156,4 +155,6 @@ def _plot(curves, folder: Path, title: str) -> None:
 
 
 def _say(kind: str, text: str) -> None:
-    print(f"tcodec: {kind}: {text}", file=sys.stderr)
+    from tcodec.cli import say  # deferred: tcodec.cli imports this module
+
+    say(kind, text)
