@@ -49,7 +49,7 @@ def main() -> None:
             model = str(export(args.config, "checkpoint", Path(tmp) / "checkpoint"))
         out = ROOT / "results" / "taco-kodak"
         common = ["-q", "taco=1-8", "-O", f"taco.model={model}", "-j", args.jobs, *extra,
-                  "--cache", str(cache_dir() / "bench" / "taco-kodak.jsonl")]
+                  "--cache", str(cache_dir() / "bench" / "kodak.jsonl")]  # shared with bench_kodak.py
         anchors = ["--anchors", str(SHARED / "anchors" / "compressai-kodak")]
         captions = ["--captions", str(SHARED / "data" / "kodak" / "captions.jsonl")]
         bench("-m", "taco,jpeg,webp", *common, *captions, *anchors, "--reference", "jpeg", "-o", str(out / "vs-jpeg"),
