@@ -135,7 +135,7 @@ def run(
 
 
 class _progress:
-    """A Rich progress bar on stderr when it is a terminal; messages print above it."""
+    """A Rich progress bar on stderr when it is a terminal; reports print above it."""
 
     def __init__(self, total: int, report: Callable[[str, str], None]) -> None:
         self.total, self.report = total, report
@@ -152,13 +152,9 @@ class _progress:
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=Console(stderr=True), transient=True,
         )
-        self.bar.__enter__()
+        self.bar.__enter__()  # redirects stderr: reports print above the bar, in the CLI's one format
         task = self.bar.add_task("tcodec", total=self.total)
-
-        def emit(kind: str, text: str) -> None:
-            self.bar.console.print(f"tcodec: {kind}: {text}", markup=False, highlight=False)
-
-        return (lambda: self.bar.advance(task)), emit
+        return (lambda: self.bar.advance(task)), self.report
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
