@@ -20,6 +20,7 @@ from tcodec.backends import get_backend
 from tcodec.container import Container, pack, unpack
 from tcodec.errors import FormatError, InputError
 from tcodec.images import LoadedImage, load_image, warn_notes
+from tcodec.rate_search import byte_budget, highest_fitting
 
 DEFAULT_BACKEND = "jpeg"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -37,6 +38,8 @@ def encode(
     store_caption: bool | None = None,
     device: str = "auto",
     options: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
+    target_bpp: float | None = None,
 ) -> bytes:
     """Encode an image (path, encoded bytes or PIL image) to the bytes of a ``.tcz`` file.
 
@@ -51,9 +54,12 @@ def encode(
             (jpeg: stored when given; taco: guides the encoder, not stored; perco: stored).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (learned backends only).
         options: backend-specific settings, e.g. ``{"subsampling": "4:4:4"}`` for jpeg.
+        max_bytes: instead of ``quality``: the highest quality whose whole file is at most
+            this many bytes (found by search, see :mod:`tcodec.rate_search`).
+        target_bpp: the same ceiling given in bits per pixel.
 
     Raises:
-        InputError: unreadable image, bad quality, option or device.
+        InputError: unreadable image, bad quality, option or device; a budget no quality fits.
         BackendError: unknown backend, or its dependencies are missing.
         ModelError: a learned backend's weights are missing.
     """
@@ -63,23 +69,32 @@ def encode(
         loaded = load_image(image)
         warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
     codec = get_backend(backend)
+    budget = byte_budget(max_bytes, target_bpp, loaded.image.width, loaded.image.height)
+    if budget is not None and quality is not None:
+        raise InputError("give a quality or a size budget (--max-bytes, --target-bpp), not both")
     quality = check_quality(backend, quality)
     options = _checked_options(options, codec.options, backend)
     check_device(device)
     keep = _caption_to_store(codec, caption, store_caption)
-    payload = codec.encode(loaded.image, quality=quality, caption=caption, device=device, options=options)
-    container = Container(
-        backend=backend,
-        quality=quality,
-        width=payload.width,
-        height=payload.height,
-        mode=payload.mode,
-        streams=payload.streams,
-        entropy_coder=payload.entropy_coder,
-        model_hash=payload.model_hash,
-        caption=caption if keep else None,
-    )
-    return pack(container)
+    encoder = codec.encoder(loaded.image, caption=caption, device=device, options=options)
+
+    def file_at(quality: float) -> bytes:
+        payload = encoder.encode(quality)
+        return pack(Container(
+            backend=backend,
+            quality=quality,
+            width=payload.width,
+            height=payload.height,
+            mode=payload.mode,
+            streams=payload.streams,
+            entropy_coder=payload.entropy_coder,
+            model_hash=payload.model_hash,
+            caption=caption if keep else None,
+        ))
+
+    if budget is None:
+        return file_at(quality)
+    return highest_fitting(encoder.qualities, file_at, budget)[1]
 
 
 def decode(source: TczSource, *, device: str = "auto", options: Mapping[str, str] | None = None) -> Image.Image:

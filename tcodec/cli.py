@@ -25,6 +25,7 @@ from tcodec.caption_files import CaptionSource, read_jsonl
 from tcodec.errors import InputError, OutputError, TcodecError, one_line
 from tcodec.fileio import write_atomic
 from tcodec.images import load_image
+from tcodec.rate_search import byte_budget
 
 EXIT_SOME_FAILED = 6
 
@@ -86,6 +87,10 @@ def encode(
     output: OutputOpt = None,
     backend: BackendOpt = api.DEFAULT_BACKEND,
     quality: Annotated[Optional[float], typer.Option("--quality", "-q", help="Backend quality; default: the backend's.")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(help="Highest quality whose file is at most N bytes "
+                                                     "(searched per image).", metavar="N")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option(help="Highest quality whose file is at most X bits "
+                                                        "per pixel (searched per image).", metavar="X")] = None,
     caption: Annotated[Optional[str], typer.Option(help="Caption text for every image.")] = None,
     captions: Annotated[Optional[Path], typer.Option(help="JSON Lines file of captions: {\"file\": ..., \"caption\": ...}.")] = None,
     sidecar_captions: Annotated[bool, typer.Option(help="Use <image>.txt beside each image as its caption.")] = False,
@@ -100,6 +105,8 @@ def encode(
     """Encode an image (or a folder of images) to .tcz."""
     options = _parse_options(option or [])
     api.check_quality(backend, quality)  # fail before touching any file
+    if byte_budget(max_bytes, target_bpp, 1, 1) is not None and quality is not None:
+        raise InputError("give -q or a size budget (--max-bytes, --target-bpp), not both")
     api.check_device(device)
     caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
 
@@ -108,7 +115,7 @@ def encode(
         loaded = load_image(data, name=str(source) if source else "<stdin>")
         text = caption_source.for_image(source, root) if source else caption_source.text
         encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
-                                    device=device, options=options)
+                             device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp)
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
 

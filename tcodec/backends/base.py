@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -22,6 +22,15 @@ class Payload:
     height: int
     entropy_coder: str = "none"
     model_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ImageEncoder:
+    """One image, ready to be coded at any of ``qualities`` (ascending): what a rate
+    search calls several times, so a backend can do the quality-independent work once."""
+
+    qualities: Sequence[float]
+    encode: Callable[[float], Payload]
 
 
 class Backend(ABC):
@@ -60,3 +69,16 @@ class Backend(ABC):
     @abstractmethod
     def decode(self, container: Container, *, device: str, options: Mapping[str, str]) -> Image.Image:
         """Decode a container written by this backend to an L or RGB image."""
+
+    def qualities(self) -> Sequence[float]:
+        """Every quality this backend accepts, ascending (the header keeps hundredths)."""
+        low, high = self.quality_range
+        if self.integer_quality:
+            return range(int(low), int(high) + 1)
+        return [round(low + i / 100, 2) for i in range(round((high - low) * 100) + 1)]
+
+    def encoder(self, image: Image.Image, *, caption: str | None, device: str,
+                options: Mapping[str, str]) -> ImageEncoder:
+        """``image`` ready to be coded at several qualities; override to share work between them."""
+        return ImageEncoder(self.qualities(), lambda quality: self.encode(
+            image, quality=quality, caption=caption, device=device, options=options))

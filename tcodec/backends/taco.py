@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from PIL import Image
 
-from tcodec.backends.base import Backend, Payload
+from tcodec.backends.base import Backend, ImageEncoder, Payload
 from tcodec.container import Container
 from tcodec.errors import FormatError, InputError, ModelNotFoundError
 
@@ -37,22 +37,50 @@ class TacoBackend(Backend):
     caption_use = "encoder"
 
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
+        return self.encoder(image, caption=caption, device=device, options=options).encode(quality)
+
+    def encoder(self, image, *, caption, device, options: Mapping[str, str]) -> ImageEncoder:
+        """Runs the text encoder and the analysis transform once; each quality then costs only
+        the rate gains, the hyperprior and the entropy coding (what a rate search repeats)."""
         import torch
 
         from tcodec.models import image_to_tensor, pad_to_multiple, resolve_device
-        from tcodec.models.coding import TensorCoder
-        from tcodec.models.text import text_encoder
 
         _check_size(image.width, image.height, InputError)
         torch_device = resolve_device(device)
-        loaded, rate = self._model_for(options.get("model", DEFAULT_MODEL), quality, torch_device)
-        text = text_encoder(loaded.config["text_encoder"]).encode([caption or ""], torch_device)
+        name = options.get("model", DEFAULT_MODEL)
         x = pad_to_multiple(image_to_tensor(image.convert("RGB")).to(torch_device))
-        coder = TensorCoder.writer()
+
+        def payload(loaded, code) -> Payload:
+            from tcodec.models.coding import TensorCoder
+
+            coder = TensorCoder.writer()
+            with torch.inference_mode():
+                code(coder)
+            return Payload(streams=(coder.to_bytes(),), mode=image.mode, width=image.width,
+                           height=image.height, entropy_coder="constriction-range", model_hash=loaded.hash8)
+
+        if name == OFFICIAL_FAMILY:  # one checkpoint per quality: nothing to share
+            def official(quality: float) -> Payload:
+                if quality != int(quality) or not 1 <= quality <= OFFICIAL_RATES:
+                    raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
+                loaded = _load(f"{OFFICIAL_FAMILY}-{int(quality)}", torch_device)
+                text = _text(loaded, caption, torch_device)
+                return payload(loaded, lambda coder: loaded.model.compress(x, text, coder))
+            return ImageEncoder(range(1, OFFICIAL_RATES + 1), official)
+
+        loaded = _load(name, torch_device)
+        rates = loaded.model.config.rates
         with torch.inference_mode():
-            loaded.model.compress(x, text, coder, quality=rate)
-        return Payload(streams=(coder.to_bytes(),), mode=image.mode, width=image.width, height=image.height,
-                       entropy_coder="constriction-range", model_hash=loaded.hash8)
+            y = loaded.model.analyse(x, _text(loaded, caption, torch_device))
+
+        def variable_rate(quality: float) -> Payload:
+            if rates and not 1 <= quality <= rates:
+                raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
+            rate = quality if rates else None
+            return payload(loaded, lambda coder: loaded.model.compress_analysed(y, coder, quality=rate))
+        qualities = [round(1 + i / 100, 2) for i in range((rates - 1) * 100 + 1)] if rates else self.qualities()
+        return ImageEncoder(qualities, variable_rate)
 
     def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
         import torch
@@ -80,25 +108,18 @@ class TacoBackend(Backend):
         image = tensor_to_image(x_hat[..., : container.height, : container.width])
         return image.convert("L") if container.mode == "L" else image
 
-    def _model_for(self, name: str, quality: float, device):
-        if name == OFFICIAL_FAMILY:
-            if quality != int(quality) or not 1 <= quality <= OFFICIAL_RATES:
-                raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
-            return _load(f"{OFFICIAL_FAMILY}-{int(quality)}", device), None
-        loaded = _load(name, device)
-        rates = loaded.model.config.rates
-        if not rates:
-            return loaded, None
-        if not 1 <= quality <= rates:
-            raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
-        return loaded, quality
-
 
 @lru_cache(maxsize=4)
 def _load(name_or_path: str, device):
     from tcodec.weights import load_model
 
     return load_model(name_or_path, device)
+
+
+def _text(loaded, caption: str | None, device):
+    from tcodec.models.text import text_encoder
+
+    return text_encoder(loaded.config["text_encoder"]).encode([caption or ""], device)
 
 
 def _check_size(width: int, height: int, error: type[Exception]) -> None:

@@ -255,8 +255,16 @@ class TacoModel(CompressionModel):
     def compress(self, x: Tensor, text: Tensor, coder, quality: float | None = None) -> None:
         """Code one image (1, 3, H, W) with H, W multiples of 64; symbols go to ``coder``,
         a :class:`tcodec.models.coding.TensorCoder` that the caller turns into bytes."""
+        self.compress_analysed(self.analyse(x, text), coder, quality)
+
+    def analyse(self, x: Tensor, text: Tensor) -> Tensor:
+        """The latent y before the rate gains: the same for every quality."""
+        return self.g_a(x, text)
+
+    @torch.no_grad()
+    def compress_analysed(self, y: Tensor, coder, quality: float | None = None) -> None:
+        """Code ``analyse``'s output at one quality (a rate search calls this repeatedly)."""
         gains = self.gains(quality)
-        y = self.g_a(x, text)
         if gains is not None:
             y = y * gains[0]
         z = self.h_a(y)

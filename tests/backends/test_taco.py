@@ -13,7 +13,7 @@ from tcodec.container import unpack  # noqa: E402
 from tcodec.errors import InputError, ModelMismatchError, ModelNotFoundError  # noqa: E402
 from tcodec.weights import model_hash, save_model  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
-from tests.models.tiny import tiny_model  # noqa: E402
+from tests.models.tiny import TINY, tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,22 @@ def test_a_stale_models_path_entry_is_skipped(models_env, card, monkeypatch, tmp
     data = tcodec.encode(card, "taco", 2, options={"model": str(models_env)})
     monkeypatch.setenv("TCODEC_MODELS", os.pathsep.join([str(tmp_path / "gone"), str(models_env)]))
     assert tcodec.decode(data).size == card.size
+
+
+def test_max_bytes_searches_fractional_qualities(models_env, card):
+    options = {"model": str(models_env)}
+    top = TINY.rates
+    low, high = (len(tcodec.encode(card, "taco", q, options=options)) for q in (1, top))
+    budget = (low + high) // 2
+    data = tcodec.encode(card, "taco", max_bytes=budget, options=options)
+    quality = unpack(data).quality
+    assert len(data) <= budget and 1 < quality < top
+    assert data == tcodec.encode(card, "taco", quality, options=options)  # search reuses no stale state
+    assert len(tcodec.encode(card, "taco", round(quality + 0.01, 2), options=options)) > budget
+    assert tcodec.decode(data).size == card.size
+
+
+def test_official_family_searches_whole_checkpoints(card, tmp_path, monkeypatch):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="taco-official-6"):  # tries the top checkpoint first
+        tcodec.encode(card, "taco", max_bytes=10_000, options={"model": "taco-official"})
