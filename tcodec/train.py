@@ -240,7 +240,7 @@ def _save(model: TacoModel, checkpoint: Path, step: int) -> None:
     write_atomic(checkpoint.with_suffix(".json"), (json.dumps({"iteration": step}) + "\n").encode(), overwrite=True)
 
 
-def export(config_path: Path, name: str, folder: Path | None = None) -> Path:
+def export(config_path: Path, name: str, folder: Path | None = None, half: bool = True) -> Path:
     """The last checkpoint, CDF tables frozen, as the model ``name`` (default: packaged)."""
     from safetensors.torch import load_file
 
@@ -251,9 +251,11 @@ def export(config_path: Path, name: str, folder: Path | None = None) -> Path:
     model.load_state_dict(load_file(recipe.checkpoint))
     iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
     folder = folder or Path(__file__).parent / "data" / "models" / name
-    model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True,
+    model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half,
                             trained_iterations=iteration, recipe=str(config_path.name))
     print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")
+    if folder == Path(__file__).parent / "data" / "models" / name:
+        print(f"pin it in models.lock: python tools/lock_packaged_model.py {name}")
     return folder
 
 

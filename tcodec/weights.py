@@ -156,10 +156,6 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
         ModelError: the files are damaged or do not fit the architecture.
     """
     name, folder = resolve(name_or_path)
-    entry = read_lock().get(name)
-    if entry is not None and entry.source == "package" and not entry.files:
-        raise ModelNotFoundError(f"model {name} has no weights yet ({entry.notes}); meanwhile use official "
-                                 f"TACO weights: tcodec models import taco-official-N FILE, then -O model=taco-official")
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise ModelNotFoundError(
             f"model {name} is not installed: looked for {folder / WEIGHTS_FILE}; "
@@ -191,18 +187,31 @@ def build_model(config: dict):
     return TacoModel(TacoConfig.from_dict(config["taco"]))
 
 
-def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = False, **extra) -> str:
+def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = False, half: bool = False,
+               **extra) -> str:
     """Write config.json + model.safetensors (CDF tables frozen first); return the hash.
 
     ``fit_quantiles`` first sets the factorized prior's tail quantiles from its learned
     density (CompressAI's bisection), so the z tables cover z whether or not the
-    auxiliary loss had converged.
+    auxiliary loss had converged. ``half`` stores the parameters as float16 (they are
+    rounded before the tables are frozen, so the tables fit the stored model); buffers
+    such as the scale table stay float32 and the CDFs integer.
     """
+    import torch
     from safetensors.torch import save
 
-    model.update(force=True, update_quantiles=fit_quantiles)
+    if fit_quantiles:
+        model.update(force=True, update_quantiles=True)
+    if half:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(parameter.half())
+    model.update(force=True)  # the tables of the model as stored
     config = {"architecture": "taco", "taco": model.config.to_dict(), "text_encoder": text_encoder, **extra}
-    state = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+    parameters = {name for name, _ in model.named_parameters()}
+    store = torch.float16 if half else torch.float32
+    state = {k: v.detach().to(store if k in parameters else torch.float32).contiguous()
+             if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
     # each file whole or not at all; a model being replaced is replaced on purpose (import, export)
     write_atomic(folder / WEIGHTS_FILE, save(state), overwrite=True)

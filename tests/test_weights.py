@@ -171,3 +171,29 @@ def test_fetch_downloads_pins_and_verify_checks(monkeypatch, tmp_path):
     assert weights.verify("clip-vit-base-patch32") == []
     (folder / "merges.txt").write_bytes(b"tampered")
     assert any("merges.txt" in problem for problem in weights.verify("clip-vit-base-patch32"))
+
+
+def test_the_packaged_weights_are_the_ones_models_lock_pins():
+    entry = weights.lock_entry("tcodec-taco-v1")
+    assert {f.path for f in entry.files} == {"config.json", "model.safetensors"}
+    assert all(f.size and len(f.sha256) == 64 for f in entry.files)
+    assert weights.verify("tcodec-taco-v1") == []
+    limit = 40 * 2**20  # what the package may carry
+    assert sum(f.size for f in entry.files) <= limit
+
+
+def test_save_model_half_stores_float16_parameters_and_float32_tables(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from tests.models.tiny import tiny_model
+
+    model = tiny_model()
+    weights.save_model(model, tmp_path, "all-minilm-l6-v2", half=True)
+    state = load_file(tmp_path / "model.safetensors")
+    parameters = {name for name, _ in model.named_parameters()}
+    assert all(state[name].dtype == torch.float16 for name in parameters)
+    assert state["gaussian_conditional.scale_table"].dtype == torch.float32
+    assert state["entropy_bottleneck._quantized_cdf"].dtype == torch.int32
+    loaded = weights.load_model(str(tmp_path))  # float16 files load into the float32 model
+    assert loaded.model.g_a.parameters().__next__().dtype == torch.float32

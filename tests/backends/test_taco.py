@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")  # the learned backends are an optional extra
 
@@ -12,6 +13,7 @@ import tcodec  # noqa: E402
 from tcodec.container import unpack  # noqa: E402
 from tcodec.errors import InputError, ModelMismatchError, ModelNotFoundError  # noqa: E402
 from tcodec.weights import model_hash, save_model  # noqa: E402
+from tcodec.demo import psnr  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.models.tiny import TINY, tiny_model  # noqa: E402
 
@@ -88,10 +90,18 @@ def test_missing_official_weights_say_how_to_get_them(card, tmp_path, monkeypatc
         tcodec.encode(card, "taco", 2, options={"model": "taco-official"})
 
 
-def test_default_model_is_not_trained_yet_and_says_so(card_png):
-    result = run_cli("encode", card_png, "-m", "taco")
-    assert result.returncode == 4
-    assert b"has no weights yet" in result.stderr and b"Traceback" not in result.stderr
+def test_the_packaged_model_is_trained_and_needs_no_download(card_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("TCODEC_MODELS", raising=False)
+    files = {q: tmp_path / f"q{q}.tcz" for q in (1, 8)}
+    for q, out in files.items():
+        result = run_cli("encode", card_png, "-m", "taco", "-q", q, "-o", out, "--caption", "a colourful test card")
+        assert result.returncode == 0, result.stderr
+        assert run_cli("decode", out).returncode == 0
+    card = Image.open(card_png).convert("RGB")
+    quality = {q: psnr(card, Image.open(out.with_suffix(".png"))) for q, out in files.items()}
+    assert files[1].stat().st_size < files[8].stat().st_size
+    assert quality[8] > quality[1] > 17  # untrained weights of this architecture give 5 dB
 
 
 def test_cli_round_trip(models_env, card_png, tmp_path):
