@@ -2,9 +2,9 @@
 
 Both are ceilings: the answer is the highest quality whose whole ``.tcz`` file (header,
 caption and payload, the bytes on disk) fits. File size grows roughly exponentially with
-quality, so the search guesses by interpolating log size between the bracket's ends and
-falls back to bisection whenever a guess fails to halve the bracket: a handful of encodes
-instead of one per quality. Sizes need not be monotonic; the result is always a file that
+quality, so the search guesses by interpolating log size between the bracket's ends
+(regula falsi, Illinois variant) and falls back to bisection whenever a guess fails to halve
+the bracket: a handful of encodes instead of one per quality. Sizes need not be monotonic; the result is always a file that
 was actually made and fits.
 """
 
@@ -41,20 +41,30 @@ def highest_fitting(qualities: Sequence[float], file_at: Callable[[float], bytes
         raise InputError(f"cannot fit in {budget} bytes: the smallest file, at quality {qualities[0]:g}, "
                          f"takes {len(best)}")
     low, high = 0, len(qualities) - 1
-    low_size, high_size = len(best), len(top)
-    interpolate = True
+    # Regula falsi on log size, Illinois variant: an end kept twice in a row has its
+    # distance to the budget halved, so guesses cross the answer instead of creeping up
+    # on it; a bisection step whenever the bracket fails to halve keeps the worst case.
+    low_gap, high_gap = math.log(len(best) / budget), math.log(len(top) / budget)  # <= 0 < ...
+    kept = None
+    bisect = False
     while high - low > 1:
         width = high - low
-        if interpolate and low_size < high_size:
-            fraction = (math.log(budget) - math.log(low_size)) / (math.log(high_size) - math.log(low_size))
-            guess = low + round(width * fraction)
-        else:
+        if bisect or high_gap <= low_gap:
             guess = (low + high) // 2
+        else:
+            guess = low + round(width * -low_gap / (high_gap - low_gap))
         guess = min(max(guess, low + 1), high - 1)
         data = file_at(qualities[guess])
-        if len(data) <= budget:
-            low, low_size, best = guess, len(data), data
+        gap = math.log(len(data) / budget)
+        if gap <= 0:
+            low, low_gap, best = guess, gap, data
+            if kept == "low":
+                high_gap /= 2
+            kept = "low"
         else:
-            high, high_size = guess, len(data)
-        interpolate = (high - low) * 2 <= width  # a guess that did not halve the bracket: bisect next
+            high, high_gap = guess, gap
+            if kept == "high":
+                low_gap /= 2
+            kept = "high"
+        bisect = (high - low) * 2 > width and not bisect
     return qualities[low], best
