@@ -274,7 +274,8 @@ def backends() -> None:
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's files.")] = Path("tcodec-demo"),
-    backend: BackendOpt = api.DEFAULT_BACKEND,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-m", help="Default: taco when installed, "
+                                                    "else jpeg.")] = None,
     quality: Annotated[Optional[float], typer.Option("--quality", "-q")] = None,
 ) -> None:
     """Encode and decode the built-in test card, and print what it measured."""
