@@ -17,6 +17,7 @@ from PIL import Image
 from tcodec import api
 from tcodec.container import CAPTION_UTF8, Container, pack, unpack
 from tcodec.images import LoadedImage
+from tcodec.sample import sample_image
 
 HERE = Path(__file__).parent / "vectors"
 
@@ -34,6 +35,9 @@ def vectors() -> dict[str, bytes]:
     return {
         "jpeg-rgb": api.encode(LoadedImage(gradient("RGB", 32, 24)), "jpeg", 75),
         "jpeg-gray-caption": api.encode(LoadedImage(gradient("L", 16, 8)), "jpeg", 90, caption="gray ramp"),
+        # The packaged taco model: its decoder must keep reading these bits the same way.
+        "taco-v1-rgb": api.encode(LoadedImage(sample_image(80, 56)), "taco", 3.5, caption="a colourful test card",
+                                  store_caption=True),
         # Container-level only: opaque streams in a learned backend's layout.
         "taco-container": pack(Container(
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",
@@ -58,6 +62,13 @@ def describe(data: bytes) -> dict:
     return expected
 
 
+def reference_decode(name: str, data: bytes) -> None:
+    """A learned decoder's output, kept as PNG: its float32 synthesis may differ by a level
+    between CPUs, so tests compare with a tolerance instead of a hash."""
+    if unpack(data).backend == "taco":
+        api.decode(data).save(HERE / f"{name}.decoded.png")
+
+
 def main() -> None:
     HERE.mkdir(exist_ok=True)
     for name, data in vectors().items():
@@ -67,6 +78,7 @@ def main() -> None:
             continue
         target.write_bytes(data)
         (HERE / f"{name}.json").write_text(json.dumps(describe(data), indent=2, ensure_ascii=False) + "\n")
+        reference_decode(name, data)
         print(f"wrote   {target} ({len(data)} bytes)")
 
 

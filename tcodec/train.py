@@ -43,6 +43,7 @@ class Recipe:
     data: list[str]
     checkpoint: str
     iterations: int
+    init: str = ""  # a checkpoint to start from (weights and iteration) while `checkpoint` does not exist
     batch: int = 8
     crop: int = 128
     short_side: tuple[int, int] = (256, 384)
@@ -63,9 +64,13 @@ class Recipe:
 def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     root = path.parent
+    if "base" in raw:  # a branch of another run: its model and recipe, some [train] keys changed
+        base = tomllib.loads((root / raw["base"]).read_text(encoding="utf-8"))
+        raw = {**base, "train": {**base["train"], **raw.get("train", {})}}
     recipe = Recipe(**raw["train"])
     recipe.data = [str((root / d).resolve()) for d in recipe.data]
     recipe.checkpoint = str((root / recipe.checkpoint).resolve())
+    recipe.init = str((root / recipe.init).resolve()) if recipe.init else ""
     return TacoConfig.from_dict(raw["model"]), raw.get("text_encoder", "all-minilm-l6-v2"), recipe
 
 
@@ -175,12 +180,13 @@ def train(config_path: Path) -> None:
 
     model = TacoModel(config)
     step = 0
-    if checkpoint.is_file():
+    start = checkpoint if checkpoint.is_file() else Path(recipe.init) if recipe.init else None
+    if start is not None:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(checkpoint))
-        step = json.loads(checkpoint.with_suffix(".json").read_text())["iteration"]
-        print(f"resumed from {checkpoint} at iteration {step}", flush=True)
+        model.load_state_dict(load_file(start))
+        step = json.loads(start.with_suffix(".json").read_text())["iteration"]
+        print(f"resumed from {start} at iteration {step}", flush=True)
     started_at = step
     model.train()
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]

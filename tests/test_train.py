@@ -61,6 +61,20 @@ def test_trains_checkpoints_resumes_and_exports(tmp_path):
     assert loaded.config["trained_iterations"] == 3 and loaded.model.config.rates == 4
 
 
+def test_a_branch_starts_from_init_and_leaves_it_alone(tmp_path):
+    config = write_run(tmp_path, 2)
+    train.train(config)
+    main = tmp_path / "run" / "model.safetensors"
+    before = main.read_bytes()
+    branch = tmp_path / "branch.toml"
+    branch.write_text('base = "run.toml"\n[train]\ncheckpoint = "branch/model.safetensors"\n'
+                      'init = "run/model.safetensors"\niterations = 3\nlr = 1e-5\n')
+    train.train(branch)
+    assert json.loads((tmp_path / "branch" / "model.json").read_text()) == {"iteration": 3}
+    assert main.read_bytes() == before
+    assert len((tmp_path / "branch" / "model.log.csv").read_text().splitlines()) == 2  # one step: 2 -> 3
+
+
 def test_refuses_kodak(tmp_path):
     kodak = tmp_path / "kodak"
     kodak.mkdir()
