@@ -118,7 +118,9 @@ class TcodecCodec(BenchCodec):
                                  caption=caption if self.uses_caption else None)
 
     def decode(self, data: bytes) -> Image.Image:
-        return api.decode(data, device=self.device)
+        # the options a decoder also takes (taco's model) apply to both sides
+        shared = {k: v for k, v in self.options.items() if k in self.backend.decode_options}
+        return api.decode(data, device=self.device, options=shared)
 
     def model_hash(self, data: bytes) -> str | None:
         found = api.read_info(data).model_hash

@@ -87,6 +87,13 @@ def test_backend_options_reach_the_backend_and_the_settings(card):
     assert data == api.encode(card, "jpeg", 80, options={"subsampling": "4:4:4"})
 
 
+def test_a_model_option_reaches_the_decoder_too(card, tiny_folder, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.delenv("TCODEC_MODELS", raising=False)  # only the option can find this model
+    codec = get_codec("taco", "cpu", (("model", str(tiny_folder)),))
+    assert codec.decode(codec.encode(card, 2)).size == card.size
+
+
 def test_a_caption_reaches_only_backends_that_use_it(card, monkeypatch):
     from tcodec import api
 
