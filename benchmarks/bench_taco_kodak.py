@@ -7,7 +7,8 @@
 Runs the real `tcodec bench` (real .tcz files, decoded pixels) three times, sharing one
 results cache: taco at qualities 1-8 with the Kodak captions (../shared/data/kodak/
 captions.jsonl) beside JPEG and WebP, BD-rates against JPEG; the same against WebP; and
-taco with empty text, to show what the caption does. Outputs go to results/taco-kodak/.
+taco with empty text, to show what the caption does; then BD-rates against the published
+hyperprior curves (vs-hyperprior.md). Outputs go to results/taco-kodak/.
 """
 
 from __future__ import annotations
@@ -64,6 +65,27 @@ def main() -> None:
         (captioned / "taco-with-captions.json").write_text(json.dumps(curve))
         bench("-m", "taco", *common, "--anchors", str(captioned), "--reference", "taco",
               "-o", str(out / "no-caption"), "--no-plots", models=model)
+    against_published(out / "vs-jpeg" / "taco.json", out / "vs-hyperprior.md")
+
+
+def against_published(taco_json: Path, report: Path) -> None:
+    """BD-rate (PSNR) of the taco curve against the published learned-codec curves."""
+    from tcodec.bench.bdrate import Curve, bd_quality, bd_rate
+
+    def curve(path: Path) -> Curve:
+        results = json.loads(path.read_text())["results"]
+        points = [(b, q) for b, q in zip(results["bpp"], results["psnr-rgb"]) if b <= 2.0]  # as tcodec bench
+        return Curve([b for b, _ in points], [q for _, q in points])
+
+    taco = curve(taco_json)
+    lines = ["# taco against published learned codecs (Kodak, PSNR-RGB, PCHIP, points up to 2 bpp)", "",
+             "| reference (published) | BD-rate of taco (%) | BD-PSNR of taco (dB) |", "|---|---:|---:|"]
+    for name in ("paper-bmshj2018-hyperprior", "compressai-bmshj2018-hyperprior_mse_cpu",
+                 "compressai-bmshj2018-factorized_mse_cpu"):
+        reference = curve(SHARED / "anchors" / "compressai-kodak" / f"{name}.json")
+        lines.append(f"| {name} | {bd_rate(reference, taco):+.1f} | {bd_quality(reference, taco):+.2f} |")
+    report.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
