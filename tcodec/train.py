@@ -256,11 +256,12 @@ def export(config_path: Path, name: str, folder: Path | None = None, half: bool 
     model = TacoModel(config)
     model.load_state_dict(load_file(recipe.checkpoint))
     iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
-    folder = folder or Path(__file__).parent / "data" / "models" / name
+    packaged = Path(__file__).parent / "data" / "models" / name
+    folder = folder or packaged
     model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half,
                             trained_iterations=iteration, recipe=str(config_path.name))
     print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")
-    if folder == Path(__file__).parent / "data" / "models" / name:
+    if folder == packaged:
         print(f"pin it in models.lock: python tools/lock_packaged_model.py {name}")
     return folder
 

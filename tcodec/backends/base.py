@@ -33,6 +33,13 @@ class ImageEncoder:
     encode: Callable[[float], Payload]
 
 
+def quality_grid(low: float, high: float, *, integer: bool) -> Sequence[float]:
+    """The qualities from low to high: integers, or hundredths (what the header keeps)."""
+    if integer:
+        return range(int(low), int(high) + 1)
+    return [round(low + i / 100, 2) for i in range(round((high - low) * 100) + 1)]
+
+
 class Backend(ABC):
     """A codec behind tcodec's CLI and API.
 
@@ -71,11 +78,8 @@ class Backend(ABC):
         """Decode a container written by this backend to an L or RGB image."""
 
     def qualities(self) -> Sequence[float]:
-        """Every quality this backend accepts, ascending (the header keeps hundredths)."""
-        low, high = self.quality_range
-        if self.integer_quality:
-            return range(int(low), int(high) + 1)
-        return [round(low + i / 100, 2) for i in range(round((high - low) * 100) + 1)]
+        """Every quality this backend accepts, ascending."""
+        return quality_grid(*self.quality_range, integer=self.integer_quality)
 
     def encoder(self, image: Image.Image, *, caption: str | None, device: str,
                 options: Mapping[str, str]) -> ImageEncoder:

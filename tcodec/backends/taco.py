@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from PIL import Image
 
-from tcodec.backends.base import Backend, ImageEncoder, Payload
+from tcodec.backends.base import Backend, ImageEncoder, Payload, quality_grid
 from tcodec.container import Container
 from tcodec.errors import FormatError, InputError, ModelNotFoundError
 
@@ -79,7 +79,7 @@ class TacoBackend(Backend):
                 raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
             rate = quality if rates else None
             return payload(loaded, lambda coder: loaded.model.compress_analysed(y, coder, quality=rate))
-        qualities = [round(1 + i / 100, 2) for i in range((rates - 1) * 100 + 1)] if rates else self.qualities()
+        qualities = quality_grid(1, rates, integer=False) if rates else self.qualities()
         return ImageEncoder(qualities, variable_rate)
 
     def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
