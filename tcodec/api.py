@@ -69,9 +69,7 @@ def encode(
         loaded = load_image(image)
         warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
     codec = get_backend(backend)
-    budget = byte_budget(max_bytes, target_bpp, loaded.image.width, loaded.image.height)
-    if budget is not None and quality is not None:
-        raise InputError("give a quality or a size budget (--max-bytes, --target-bpp), not both")
+    budget = byte_budget(max_bytes, target_bpp, loaded.image.width, loaded.image.height, quality)
     quality = check_quality(backend, quality)
     options = _checked_options(options, codec.options, backend)
     check_device(device)

@@ -105,8 +105,7 @@ def encode(
     """Encode an image (or a folder of images) to .tcz."""
     options = _parse_options(option or [])
     api.check_quality(backend, quality)  # fail before touching any file
-    if byte_budget(max_bytes, target_bpp, 1, 1) is not None and quality is not None:
-        raise InputError("give -q or a size budget (--max-bytes, --target-bpp), not both")
+    byte_budget(max_bytes, target_bpp, 1, 1, quality)  # the same checks, before any file is read
     api.check_device(device)
     caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
 

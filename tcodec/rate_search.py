@@ -16,10 +16,13 @@ from collections.abc import Callable, Sequence
 from tcodec.errors import InputError
 
 
-def byte_budget(max_bytes: int | None, target_bpp: float | None, width: int, height: int) -> int | None:
+def byte_budget(max_bytes: int | None, target_bpp: float | None, width: int, height: int,
+                quality: float | None = None) -> int | None:
     """The file-size ceiling in bytes asked for, or None when no budget was given."""
     if max_bytes is not None and target_bpp is not None:
         raise InputError("give --max-bytes or --target-bpp, not both")
+    if quality is not None and (max_bytes is not None or target_bpp is not None):
+        raise InputError("give a quality (-q) or a size budget (--max-bytes, --target-bpp), not both")
     if max_bytes is not None:
         if max_bytes < 1:
             raise InputError(f"--max-bytes must be a positive number of bytes, not {max_bytes}")
