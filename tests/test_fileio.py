@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 
@@ -34,10 +35,38 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        write_atomic(tmp_path / "out.bin", b"data")
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "fsync", interrupted)
+    for overwrite in (False, True):
+        with pytest.raises(KeyboardInterrupt):
+            write_atomic(tmp_path / "out.bin", b"data", overwrite=overwrite)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_appears_while_writing_is_kept(tmp_path, monkeypatch):
+    """Another writer creates the target after the early exists-check: its file stays."""
+    target = tmp_path / "out.bin"
+    make_temp = tempfile.mkstemp
+
+    def racing(*args, **kwargs):
+        target.write_bytes(b"theirs")
+        return make_temp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", racing)
+    with pytest.raises(OutputError, match="already exists"):
+        write_atomic(target, b"ours")
+    assert target.read_bytes() == b"theirs"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_without_hard_links_it_still_refuses_to_overwrite(tmp_path, monkeypatch):
+    def no_links(*args):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "out.bin"
+    write_atomic(target, b"data")
+    assert target.read_bytes() == b"data"
+    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_unwritable_folder_is_an_output_error(tmp_path):
