@@ -4,7 +4,9 @@ Quality selects the rate: for a variable-rate model (tcodec's own weights), any 
 from 1 to its number of rates, fractional ones included; for the official single-rate
 checkpoints, ``-O model=taco-official`` with quality 1 to 6 picks the checkpoint
 (λ = 0.0004 ... 0.015). The caption guides the encoder only, so it is stored only when
-asked (``--store-caption``). The payload is one stream: z, then y, range coded.
+asked (``--store-caption``). The payload is one stream per tile (z, then y, range coded):
+one tile, the whole image, up to ``WHOLE_PIXELS``; beyond, tiles of ``TILE`` x ``TILE``
+pixels coded independently, which bounds memory (formats/tcz.md, "The taco payload").
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from tcodec.errors import FormatError, InputError, ModelNotFoundError
 DEFAULT_MODEL = "tcodec-taco-v1"
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
-# Memory grows with the image (no tiling yet): about 4 GB of activations at this size with
-# the official width, so a 40-byte file cannot ask the decoder for hundreds of gigabytes.
-MAX_PIXELS = 16 * 2**20
+# Memory grows with the coded area: about 4 GB of activations for 16 megapixels at the
+# official width. Larger images are cut into tiles, each coded alone (a tile edge can show
+# at low rates; below this size, where whole images fit, there is none).
+WHOLE_PIXELS = 16 * 2**20
+TILE = 2048  # a multiple of PAD_MULTIPLE (64); 4 megapixels
+MAX_TILES = 64  # the container's stream limit: 64 tiles cover about 268 megapixels
 
 
 class TacoBackend(Backend):
@@ -46,18 +51,23 @@ class TacoBackend(Backend):
 
         from tcodec.models import image_to_tensor, pad_to_multiple, resolve_device
 
-        _check_size(image.width, image.height, InputError)
+        tiles = tiles_of(image.width, image.height, InputError)
         torch_device = resolve_device(device)
         name = options.get("model", DEFAULT_MODEL)
-        x = pad_to_multiple(image_to_tensor(image.convert("RGB")).to(torch_device))
+        rgb = image.convert("RGB")
+        xs = [pad_to_multiple(image_to_tensor(rgb.crop(box)).to(torch_device)) for box in tiles]
 
         def payload(loaded, code) -> Payload:
+            """``code(coder, i)`` writes tile i; each tile gets its own stream."""
             from tcodec.models.coding import TensorCoder
 
-            coder = TensorCoder.writer()
-            with torch.inference_mode():
-                code(coder)
-            return Payload(streams=(coder.to_bytes(),), mode=image.mode, width=image.width,
+            streams = []
+            for i in range(len(tiles)):
+                coder = TensorCoder.writer()
+                with torch.inference_mode():
+                    code(coder, i)
+                streams.append(coder.to_bytes())
+            return Payload(streams=tuple(streams), mode=image.mode, width=image.width,
                            height=image.height, entropy_coder="constriction-range", model_hash=loaded.hash8)
 
         if name == OFFICIAL_FAMILY:  # one checkpoint per quality: nothing to share
@@ -66,19 +76,20 @@ class TacoBackend(Backend):
                     raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
                 loaded = _load(f"{OFFICIAL_FAMILY}-{int(quality)}", torch_device)
                 text = _text(loaded, caption, torch_device)
-                return payload(loaded, lambda coder: loaded.model.compress(x, text, coder))
+                return payload(loaded, lambda coder, i: loaded.model.compress(xs[i], text, coder))
             return ImageEncoder(range(1, OFFICIAL_RATES + 1), official)
 
         loaded = _load(name, torch_device)
         rates = loaded.model.config.rates
+        text = _text(loaded, caption, torch_device)
         with torch.inference_mode():
-            y = loaded.model.analyse(x, _text(loaded, caption, torch_device))
+            ys = [loaded.model.analyse(x, text) for x in xs]
 
         def variable_rate(quality: float) -> Payload:
             if rates and not 1 <= quality <= rates:
                 raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
             rate = quality if rates else None
-            return payload(loaded, lambda coder: loaded.model.compress_analysed(y, coder, quality=rate))
+            return payload(loaded, lambda coder, i: loaded.model.compress_analysed(ys[i], coder, quality=rate))
         qualities = quality_grid(1, rates, integer=False) if rates else self.qualities()
         return ImageEncoder(qualities, variable_rate)
 
@@ -89,7 +100,7 @@ class TacoBackend(Backend):
         from tcodec.models.coding import TensorCoder
         from tcodec.weights import check_hash
 
-        _check_payload(container)
+        tiles = _check_payload(container)
         torch_device = resolve_device(device)
         if "model" in options:
             loaded = _load(options["model"], torch_device)
@@ -100,12 +111,15 @@ class TacoBackend(Backend):
         if rates and not 1 <= container.quality <= rates:
             raise FormatError(f"quality {container.quality:g} is outside 1..{rates} of model {loaded.name}")
         rate = container.quality if rates else None
-        z_size = (-(-container.height // PAD_MULTIPLE), -(-container.width // PAD_MULTIPLE))
-        coder = TensorCoder.reader(container.streams[0])
-        with torch.inference_mode():
-            x_hat = loaded.model.decompress(coder, z_size, quality=rate)
-        coder.stream.check_exhausted()
-        image = tensor_to_image(x_hat[..., : container.height, : container.width])
+        image = Image.new("RGB", (container.width, container.height))
+        for (left, top, right, bottom), stream in zip(tiles, container.streams):
+            width, height = right - left, bottom - top
+            coder = TensorCoder.reader(stream)
+            with torch.inference_mode():
+                x_hat = loaded.model.decompress(coder, (-(-height // PAD_MULTIPLE), -(-width // PAD_MULTIPLE)),
+                                                quality=rate)
+            coder.stream.check_exhausted()
+            image.paste(tensor_to_image(x_hat[..., :height, :width]), (left, top))
         return image.convert("L") if container.mode == "L" else image
 
 
@@ -122,19 +136,30 @@ def _text(loaded, caption: str | None, device):
     return text_encoder(loaded.config["text_encoder"]).encode([caption or ""], device)
 
 
-def _check_size(width: int, height: int, error: type[Exception]) -> None:
-    if width * height > MAX_PIXELS:
-        raise error(f"taco codes images up to {MAX_PIXELS // 2**20} megapixels, not {width}x{height}")
+def tiles_of(width: int, height: int, error: type[Exception] = InputError) -> list[tuple[int, int, int, int]]:
+    """The boxes (left, top, right, bottom) coded one stream each, in stream order: the
+    whole image up to WHOLE_PIXELS, else TILE x TILE tiles row by row (the last row and
+    column smaller)."""
+    if width * height <= WHOLE_PIXELS:
+        return [(0, 0, width, height)]
+    tiles = [(left, top, min(left + TILE, width), min(top + TILE, height))
+             for top in range(0, height, TILE) for left in range(0, width, TILE)]
+    if len(tiles) > MAX_TILES:
+        raise error(f"taco codes images up to {MAX_TILES} tiles of {TILE}x{TILE} pixels; "
+                    f"{width}x{height} needs {len(tiles)}")
+    return tiles
 
 
-def _check_payload(container: Container) -> None:
+def _check_payload(container: Container) -> list[tuple[int, int, int, int]]:
     """What the header promises must be what a taco decoder reads, before any model work."""
-    _check_size(container.width, container.height, FormatError)
-    if len(container.streams) != 1 or container.entropy_coder != "constriction-range":
-        raise FormatError(f"a taco file holds 1 range-coded stream, this one {len(container.streams)} "
-                          f"({container.entropy_coder}); the file is corrupt")
+    tiles = tiles_of(container.width, container.height, FormatError)
+    if len(container.streams) != len(tiles) or container.entropy_coder != "constriction-range":
+        raise FormatError(f"a {container.width}x{container.height} taco file holds {len(tiles)} range-coded "
+                          f"stream(s), this one {len(container.streams)} ({container.entropy_coder}); "
+                          "the file is corrupt")
     if container.model_hash is None:
         raise FormatError("this taco file carries no model hash; it was not written by tcodec")
+    return tiles
 
 
 def _find_model(model_hash: bytes):

@@ -134,13 +134,57 @@ def test_headers_a_taco_decoder_cannot_honour_are_format_errors(models_env, card
     from tcodec.errors import FormatError
 
     data = tcodec.encode(card, "taco", 2, options={"model": str(models_env)})
-    for change, message in [({"width": 65535, "height": 4096}, "up to 16 megapixels"),
+    for change, message in [({"width": 16385, "height": 16000}, "up to 64 tiles of 2048x2048"),
                             ({"streams": unpack(data).streams * 2}, "holds 1 range-coded stream"),
                             ({"entropy_coder": "constriction-ans"}, "holds 1 range-coded stream"),
                             ({"model_hash": None}, "carries no model hash"),
                             ({"quality": 7}, "outside 1..4")]:
         with pytest.raises(FormatError, match=message):
             tcodec.decode(_repacked(data, **change))
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiling as for a large photo, scaled down: 64x64 tiles above 4096 pixels."""
+    from tcodec.backends import taco
+
+    monkeypatch.setattr(taco, "WHOLE_PIXELS", 64 * 64)
+    monkeypatch.setattr(taco, "TILE", 64)
+    return taco
+
+
+def test_a_large_image_is_coded_in_independent_tiles(models_env, small_tiles):
+    from tcodec.sample import sample_image
+
+    image = sample_image(160, 100)
+    options = {"model": str(models_env)}
+    data = tcodec.encode(image, "taco", 2, caption="a card", options=options)
+    boxes = small_tiles.tiles_of(160, 100)
+    assert boxes[:4] == [(0, 0, 64, 64), (64, 0, 128, 64), (128, 0, 160, 64), (0, 64, 64, 100)]
+    assert len(unpack(data).streams) == len(boxes) == 6
+    decoded = tcodec.decode(data)
+    assert decoded.size == image.size
+    for box, stream in zip(boxes, unpack(data).streams):  # each tile is the crop coded on its own
+        alone = tcodec.encode(image.crop(box), "taco", 2, caption="a card", options=options)
+        assert unpack(alone).streams == (stream,)
+        assert tcodec.decode(alone).tobytes() == decoded.crop(box).tobytes()
+
+
+def test_tiled_files_are_checked_and_searched(models_env, small_tiles, monkeypatch):
+    from tcodec.errors import FormatError
+    from tcodec.sample import sample_image
+
+    image = sample_image(160, 100)
+    options = {"model": str(models_env)}
+    data = tcodec.encode(image, "taco", 2, options=options)
+    with pytest.raises(FormatError, match="160x100 taco file holds 6 range-coded stream"):
+        tcodec.decode(_repacked(data, streams=unpack(data).streams[:5]))
+    budget = len(data) + 40
+    searched = tcodec.encode(image, "taco", max_bytes=budget, options=options)
+    assert len(searched) <= budget and len(unpack(searched).streams) == 6
+    monkeypatch.setattr(small_tiles, "MAX_TILES", 5)
+    with pytest.raises(InputError, match="up to 5 tiles of 64x64 pixels; 160x100 needs 6"):
+        tcodec.encode(image, "taco", 2, options=options)
 
 
 def test_explicit_model_must_match_the_file(models_env, card, tmp_path):
