@@ -1,7 +1,8 @@
 """tcodec's own TACO weights on the 24 Kodak images, with JPEG and WebP in the same run.
 
-    python benchmarks/bench_taco_kodak.py                      # the packaged tcodec-taco-v1
-    python benchmarks/bench_taco_kodak.py --config training/taco-cpu-v1.toml   # the latest checkpoint
+    python benchmarks/bench_taco_kodak.py                      # the default packaged model
+    python benchmarks/bench_taco_kodak.py --model tcodec-taco-v1               # an older one
+    python benchmarks/bench_taco_kodak.py --config training/taco-cpu-v2.toml   # the latest checkpoint
     python benchmarks/bench_taco_kodak.py --limit 2                            # a quick look
 
 Runs the real `tcodec bench` (real .tcz files, decoded pixels) three times, sharing one
@@ -21,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tcodec.backends.taco import DEFAULT_MODEL
 from tcodec.train import export
 from tcodec.weights import cache_dir
 
@@ -39,7 +41,7 @@ def bench(*arguments: str, models: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tcodec-taco-v1", help="model name or folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
     parser.add_argument("--config", type=Path, help="export this training config's checkpoint and use it")
     parser.add_argument("--jobs", default="1")
     args, extra = parser.parse_known_args()  # anything else goes to tcodec bench, e.g. --limit 2

@@ -35,9 +35,11 @@ def vectors() -> dict[str, bytes]:
     return {
         "jpeg-rgb": api.encode(LoadedImage(gradient("RGB", 32, 24)), "jpeg", 75),
         "jpeg-gray-caption": api.encode(LoadedImage(gradient("L", 16, 8)), "jpeg", 90, caption="gray ramp"),
-        # The packaged taco model: its decoder must keep reading these bits the same way.
-        "taco-v1-rgb": api.encode(LoadedImage(sample_image(80, 56)), "taco", 3.5, caption="a colourful test card",
-                                  store_caption=True),
+        # One per packaged taco model: its decoder must keep reading these bits the same way.
+        **{f"taco-{version}-rgb": api.encode(LoadedImage(sample_image(80, 56)), "taco", 3.5,
+                                             caption="a colourful test card", store_caption=True,
+                                             options={"model": f"tcodec-taco-{version}"})
+           for version in ("v1",)},
         # Container-level only: opaque streams in a learned backend's layout.
         "taco-container": pack(Container(
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",

@@ -173,13 +173,26 @@ def test_fetch_downloads_pins_and_verify_checks(monkeypatch, tmp_path):
     assert any("merges.txt" in problem for problem in weights.verify("clip-vit-base-patch32"))
 
 
-def test_the_packaged_weights_are_the_ones_models_lock_pins():
-    entry = weights.lock_entry("tcodec-taco-v1")
+PACKAGED = sorted(name for name, entry in weights.read_lock().items() if entry.source == "package")
+
+
+def test_the_default_taco_model_ships_in_the_package():
+    from tcodec.backends.taco import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL in PACKAGED
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_the_packaged_weights_are_the_ones_models_lock_pins(name):
+    entry = weights.lock_entry(name)
     assert {f.path for f in entry.files} == {"config.json", "model.safetensors"}
     assert all(f.size and len(f.sha256) == 64 for f in entry.files)
-    assert weights.verify("tcodec-taco-v1") == []
-    limit = 40 * 2**20  # what the package may carry
-    assert sum(f.size for f in entry.files) <= limit
+    assert weights.verify(name) == []
+
+
+def test_all_packaged_weights_together_stay_within_40_mb():
+    """Old models stay in the package so that old files decode; together they must fit."""
+    assert sum(f.size for name in PACKAGED for f in weights.lock_entry(name).files) <= 40 * 2**20
 
 
 def test_save_model_half_stores_float16_parameters_and_float32_tables(tmp_path):

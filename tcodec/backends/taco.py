@@ -55,7 +55,9 @@ class TacoBackend(Backend):
         torch_device = resolve_device(device)
         name = options.get("model", DEFAULT_MODEL)
         rgb = image.convert("RGB")
-        xs = [pad_to_multiple(image_to_tensor(rgb.crop(box)).to(torch_device)) for box in tiles]
+
+        def tile(i: int):  # made when needed: 64 float tiles at once would take gigabytes
+            return pad_to_multiple(image_to_tensor(rgb.crop(tiles[i])).to(torch_device))
 
         def payload(loaded, code) -> Payload:
             """``code(coder, i)`` writes tile i; each tile gets its own stream."""
@@ -76,14 +78,14 @@ class TacoBackend(Backend):
                     raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
                 loaded = _load(f"{OFFICIAL_FAMILY}-{int(quality)}", torch_device)
                 text = _text(loaded, caption, torch_device)
-                return payload(loaded, lambda coder, i: loaded.model.compress(xs[i], text, coder))
+                return payload(loaded, lambda coder, i: loaded.model.compress(tile(i), text, coder))
             return ImageEncoder(range(1, OFFICIAL_RATES + 1), official)
 
         loaded = _load(name, torch_device)
         rates = loaded.model.config.rates
         text = _text(loaded, caption, torch_device)
         with torch.inference_mode():
-            ys = [loaded.model.analyse(x, text) for x in xs]
+            ys = [loaded.model.analyse(tile(i), text) for i in range(len(tiles))]
 
         def variable_rate(quality: float) -> Payload:
             if rates and not 1 <= quality <= rates:
