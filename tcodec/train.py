@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from tcodec.batch import IMAGE_SUFFIXES
+from tcodec.models.layers import Extractor, Injector
 from tcodec.models.taco import TacoConfig, TacoModel
 
 
@@ -56,6 +57,8 @@ class Recipe:
     caption_dropout: float = 0.3
     bf16: bool = True
     threads: int = 2
+    device: str = "cpu"  # or "cuda": the same recipe on a lent GPU
+    freeze_text_adapter: bool = False  # for runs without captions: keep what the adapter learnt
     seed: int = 0
     log_every: int = 50
     save_every: int = 500
@@ -166,6 +169,7 @@ def batch_of(images, captions, recipe: Recipe, rng: random.Random):
 def train(config_path: Path) -> None:
     config, text_encoder, recipe = load_config(config_path)
     torch.set_num_threads(recipe.threads)
+    device = torch.device(recipe.device)
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
     files = find_images(recipe.data)
@@ -188,9 +192,14 @@ def train(config_path: Path) -> None:
         step = json.loads(start.with_suffix(".json").read_text())["iteration"]
         print(f"resumed from {start} at iteration {step}", flush=True)
     started_at = step
-    model.train()
+    model.to(device).train()
+    text_cache.states = text_cache.states.to(device)
+    if recipe.freeze_text_adapter:
+        for module in model.modules():
+            if isinstance(module, (Injector, Extractor)):
+                module.requires_grad_(False)
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
     aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr)
     rng = random.Random(recipe.seed + step)  # a resumed run draws new crops
@@ -198,10 +207,11 @@ def train(config_path: Path) -> None:
     totals, clock = np.zeros(4), time.time()
     while step < recipe.iterations:
         x, texts = batch_of(images, captions, recipe, rng)
-        quality = torch.rand(recipe.batch) * (config.rates - 1) + 1
+        x = x.to(device, non_blocking=True)
+        quality = (torch.rand(recipe.batch) * (config.rates - 1) + 1).to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, recipe, started_at)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
             out = model(x, text_cache(texts), quality)
         pixels = x.shape[2] * x.shape[3]
         bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
@@ -241,7 +251,7 @@ def _save(model: TacoModel, checkpoint: Path, step: int) -> None:
 
     from tcodec.fileio import write_atomic
 
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_atomic(checkpoint, save(state), overwrite=True)
     write_atomic(checkpoint.with_suffix(".json"), (json.dumps({"iteration": step}) + "\n").encode(), overwrite=True)
 

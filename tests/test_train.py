@@ -75,6 +75,32 @@ def test_a_branch_starts_from_init_and_leaves_it_alone(tmp_path):
     assert len((tmp_path / "branch" / "model.log.csv").read_text().splitlines()) == 2  # one step: 2 -> 3
 
 
+CUDA = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device here")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_a_frozen_text_adapter_stays_as_it_was(tmp_path, device):
+    import torch
+    from safetensors.torch import load_file
+
+    from tcodec.models.layers import Extractor, Injector
+    from tcodec.models.taco import TacoModel
+
+    config = write_run(tmp_path, 2)
+    train.train(config)
+    branch = tmp_path / "branch.toml"
+    branch.write_text(f'base = "run.toml"\n[train]\ncheckpoint = "branch/model.safetensors"\n'
+                      f'init = "run/model.safetensors"\niterations = 4\nfreeze_text_adapter = true\n'
+                      f'device = "{device}"\n')
+    train.train(branch)
+    before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "branch" / "model.safetensors")
+    model = TacoModel(train.load_config(config)[0])
+    adapter = {f"{name}.{key}" for name, module in model.named_modules() if isinstance(module, (Injector, Extractor))
+               for key, _ in module.named_parameters()}
+    assert adapter and all(torch.equal(before[key], after[key]) for key in adapter)
+    assert not torch.equal(before["h_s.increase.0.weight"], after["h_s.increase.0.weight"])  # the rest trains
+
+
 def test_refuses_kodak(tmp_path):
     kodak = tmp_path / "kodak"
     kodak.mkdir()

@@ -284,8 +284,10 @@ class TacoModel(CompressionModel):
         return self.g_s(y_hat.float()).clamp(0, 1)
 
     def _dequantize_z(self, z_symbols: Tensor) -> Tensor:
-        # in float64 on both sides: the encoder's symbols are float32, the decoder's not
-        return z_symbols.double() + self.entropy_bottleneck._get_medians().double()
+        # in float64 on both sides: the encoder's symbols are float32, the decoder's not;
+        # the decoder's come from the range coder on the CPU, the medians may be on a GPU
+        medians = self.entropy_bottleneck._get_medians().double()
+        return z_symbols.to(medians.device).double() + medians
 
     def _code_latent(self, z_hat: Tensor, coder, y: Tensor | None = None) -> Tensor:
         """Walk the slices and checkerboard passes in coding order, in float64.

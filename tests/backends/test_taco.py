@@ -59,6 +59,18 @@ def test_fresh_process_decodes_identical_pixels_with_1_or_2_threads(models_env, 
         assert result.stdout == expected
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("encode_on, decode_on", [("cpu", "cuda"), ("cuda", "cpu")])
+def test_files_cross_between_cpu_and_cuda(models_env, card, encode_on, decode_on):
+    """The range decode must be exact across devices (a misread bit wrecks the image);
+    float32 synthesis may move a level, as between two CPUs."""
+    import numpy as np
+
+    data = tcodec.encode(card, "taco", 2.5, caption="a card", device=encode_on, options={"model": str(models_env)})
+    here, there = (np.asarray(tcodec.decode(data, device=d), dtype=np.int16) for d in (encode_on, decode_on))
+    assert np.abs(here - there).max() <= 1
+
+
 def test_encoding_twice_gives_the_same_bytes(models_env, card):
     options = {"model": str(models_env)}
     assert tcodec.encode(card, "taco", 2, caption="x", options=options) == \
