@@ -1,7 +1,7 @@
-"""Train tcodec's own variable-rate TACO weights on the CPU, resumably.
+"""Train tcodec's own variable-rate TACO weights on the CPU (or a lent GPU), resumably.
 
-    python -m tcodec.train training/taco-cpu-v1.toml          # starts, or resumes
-    python -m tcodec.train training/taco-cpu-v1.toml --export  # checkpoint -> package model
+    python -m tcodec.train training/taco-v2-release.toml                         # starts, or resumes
+    python -m tcodec.train training/taco-v2-release.toml --export tcodec-taco-v2 # checkpoint -> package model
 
 One model learns every rate: each sample of a batch draws a quality q in [1, rates]
 and its λ(q) (log-linear between the config's end points), and the loss is

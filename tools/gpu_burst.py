@@ -1,0 +1,52 @@
+"""A timed training burst on a lent GPU machine, run there by the device tool.
+
+    python tools/gpu_burst.py SECONDS ITERATIONS DECAY_FROM [LR]
+
+Runs `python -m tcodec.train training/taco-gpu-v2.toml` with its iterations, decay_from
+(and learning rate) set for this burst, stops it after SECONDS (checkpoints every 100 steps, so little is
+lost), and writes the checkpoint to $OUT in three parts of under 16 MiB (the most one
+returned file may hold), with its JSON and log. Join them with `safetensors` on the way
+back and put the result in .gpu/out/ to resume. training/MODEL_CARD.md has the commands
+that made tcodec-taco-v2.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+CONFIG = Path("training/taco-gpu-v2.toml")
+PARTS = 3
+
+
+def main(seconds: float, iterations: int, decay_from: float, lr: float | None = None) -> None:
+    out = Path(os.environ["OUT"])
+    text = CONFIG.read_text()
+    burst = re.sub(r"^iterations = \d+", f"iterations = {iterations}", text, flags=re.M)
+    burst = re.sub(r"^decay_from = [0-9.]+", f"decay_from = {decay_from:.5f}", burst, flags=re.M)
+    burst = re.sub(r"^save_every = \d+", "save_every = 100", burst, flags=re.M)
+    if lr is not None:
+        burst = burst.replace("[train]\n", f"[train]\nlr = {lr}\n", 1)
+    CONFIG.write_text(burst)
+    try:
+        subprocess.run(["timeout", str(int(seconds)), sys.executable, "-m", "tcodec.train", str(CONFIG)])
+    finally:
+        CONFIG.write_text(text)
+    checkpoint = Path("training") / re.search(r'^checkpoint = "(.+)"', text, flags=re.M).group(1)
+    state = load_file(checkpoint)
+    parts, sizes = [{} for _ in range(PARTS)], [0] * PARTS
+    for key in sorted(state, key=lambda k: -state[k].numel() * state[k].element_size()):  # largest first
+        smallest = sizes.index(min(sizes))
+        parts[smallest][key] = state[key]
+        sizes[smallest] += state[key].numel() * state[key].element_size()
+    for i, part in enumerate(parts):
+        save_file(part, out / f"part{i}.safetensors")
+    for suffix in (".json", ".log.csv"):
+        (out / f"{checkpoint.stem}{suffix}").write_bytes(checkpoint.with_suffix(suffix).read_bytes())
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), *(float(a) for a in sys.argv[4:5]))
