@@ -193,7 +193,6 @@ def train(config_path: Path) -> None:
         print(f"resumed from {start} at iteration {step}", flush=True)
     started_at = step
     model.to(device).train()
-    text_cache.states = text_cache.states.to(device)
     if recipe.freeze_text_adapter:
         for module in model.modules():
             if isinstance(module, (Injector, Extractor)):
@@ -212,7 +211,7 @@ def train(config_path: Path) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, recipe, started_at)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
-            out = model(x, text_cache(texts), quality)
+            out = model(x, text_cache(texts).to(device), quality)
         pixels = x.shape[2] * x.shape[3]
         bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
         mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
