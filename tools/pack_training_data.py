@@ -6,7 +6,7 @@ Each image of ../shared/data/train is downscaled once (Lanczos) to the given sho
 centre-cropped to at most the given long side, and stored as lossy WebP. Names keep their
 folder, so the packed set is the same images in the same order; captions are not copied.
 The defaults made the set that tcodec-taco-v2's GPU stage trained on: 17.7 MiB, small enough
-to travel with a device call (64 MiB in all). At quality 80 the WebP error also limits how
+to travel with a device call (64 MiB in all). At quality 80 the WebP error probably limits how
 well a model trained on it learns the highest rates (training/MODEL_CARD.md).
 Kodak is never read.
 """
