@@ -64,12 +64,18 @@ class Recipe:
     save_every: int = 500
 
 
-def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
+def _read_config(path: Path) -> dict:
+    """The config's tables, a branch's ``base`` (and its base, ...) filled in under it."""
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    root = path.parent
     if "base" in raw:  # a branch of another run: its model and recipe, some [train] keys changed
-        base = tomllib.loads((root / raw["base"]).read_text(encoding="utf-8"))
+        base = _read_config(path.parent / raw.pop("base"))
         raw = {**base, "train": {**base["train"], **raw.get("train", {})}}
+    return raw
+
+
+def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
+    raw = _read_config(path)
+    root = path.parent
     recipe = Recipe(**raw["train"])
     recipe.data = [str((root / d).resolve()) for d in recipe.data]
     recipe.checkpoint = str((root / recipe.checkpoint).resolve())

@@ -2,21 +2,22 @@
 
     python tools/gpu_burst.py SECONDS ITERATIONS DECAY_FROM [LR]
 
-Runs `python -m tcodec.train training/taco-gpu-v2.toml` with its iterations, decay_from
-(and learning rate) set for this burst, stops it after SECONDS (checkpoints every 100 steps, so little is
-lost), and writes the checkpoint to $OUT in three parts of under 16 MiB (the most one
+Trains a branch of training/taco-gpu-v2.toml (its `base`) with the iterations, decay_from
+and learning rate of this burst, stops it after SECONDS (checkpoints every 100 steps, so
+little is lost), and writes the checkpoint to $OUT in three parts of under 16 MiB (the most one
 returned file may hold), with its JSON and log. Join them with `safetensors` on the way
 back and put the result in .gpu/out/ to resume. training/MODEL_CARD.md has the commands
 that made tcodec-taco-v2.
 """
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+from tcodec.train import load_config
 
 CONFIG = Path("training/taco-gpu-v2.toml")
 PARTS = 3
@@ -24,18 +25,14 @@ PARTS = 3
 
 def main(seconds: float, iterations: int, decay_from: float, lr: float | None = None) -> None:
     out = Path(os.environ["OUT"])
-    text = CONFIG.read_text()
-    burst = re.sub(r"^iterations = \d+", f"iterations = {iterations}", text, flags=re.M)
-    burst = re.sub(r"^decay_from = [0-9.]+", f"decay_from = {decay_from:.5f}", burst, flags=re.M)
-    burst = re.sub(r"^save_every = \d+", "save_every = 100", burst, flags=re.M)
-    if lr is not None:
-        burst = burst.replace("[train]\n", f"[train]\nlr = {lr}\n", 1)
-    CONFIG.write_text(burst)
+    burst = CONFIG.with_name(".gpu-burst.toml")
+    keys = {"iterations": iterations, "decay_from": decay_from, "save_every": 100} | ({"lr": lr} if lr else {})
+    burst.write_text(f'base = "{CONFIG.name}"\n[train]\n' + "".join(f"{k} = {v}\n" for k, v in keys.items()))
     try:
-        subprocess.run(["timeout", str(int(seconds)), sys.executable, "-m", "tcodec.train", str(CONFIG)])
+        checkpoint = Path(load_config(burst)[2].checkpoint)
+        subprocess.run(["timeout", str(int(seconds)), sys.executable, "-m", "tcodec.train", str(burst)])
     finally:
-        CONFIG.write_text(text)
-    checkpoint = Path("training") / re.search(r'^checkpoint = "(.+)"', text, flags=re.M).group(1)
+        burst.unlink()
     state = load_file(checkpoint)
     parts, sizes = [{} for _ in range(PARTS)], [0] * PARTS
     for key in sorted(state, key=lambda k: -state[k].numel() * state[k].element_size()):  # largest first
