@@ -21,6 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from tcodec.demo import psnr
+
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 SIZES = {"12 MP, whole": (4096, 3072), "24 MP, 6 tiles": (6144, 4096)}
 
@@ -46,13 +48,6 @@ def step(*arguments: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    import numpy as np
-
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", default="4")
@@ -68,7 +63,7 @@ def main() -> None:
             decode = step("decode", str(coded), str(decoded), args.threads, args.quality)
             size_bytes = coded.stat().st_size
             bpp = 8 * size_bytes / (size[0] * size[1])
-            quality = psnr(Image.open(source), Image.open(decoded))
+            quality = psnr(Image.open(source).convert("RGB"), Image.open(decoded).convert("RGB"))
             print(f"{label:18} {encode['s']:6.1f} {encode['peak_mib']:8.0f} {decode['s']:6.1f} {decode['peak_mib']:8.0f} "
                   f"{size_bytes:9d} {bpp:6.3f} {quality:6.2f}")
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from tcodec import train  # noqa: E402
 from tcodec.sample import sample_image  # noqa: E402
@@ -75,12 +75,21 @@ def test_a_branch_starts_from_init_and_leaves_it_alone(tmp_path):
     assert len((tmp_path / "branch" / "model.log.csv").read_text().splitlines()) == 2  # one step: 2 -> 3
 
 
-CUDA = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device here")
+def test_a_branch_of_a_branch_inherits_from_both(tmp_path):
+    config = write_run(tmp_path, 2)
+    (tmp_path / "branch.toml").write_text('base = "run.toml"\n[train]\nlr = 1e-5\nbatch = 4\n')
+    (tmp_path / "leaf.toml").write_text('base = "branch.toml"\n[train]\nbatch = 6\n')
+    model, _, recipe = train.load_config(tmp_path / "leaf.toml")
+    assert (recipe.lr, recipe.batch, recipe.crop, model.rates) == (1e-5, 6, 64, 4)
+    assert recipe.checkpoint == str((tmp_path / "run" / "model.safetensors").resolve())
+    assert train.load_config(config)[2].batch == 2
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_a_frozen_text_adapter_stays_as_it_was(tmp_path, device):
-    import torch
     from safetensors.torch import load_file
 
     from tcodec.models.layers import Extractor, Injector
