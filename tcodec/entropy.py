@@ -191,14 +191,10 @@ class CdfTables:
             self._models[row] = constriction.stream.model.Categorical(self._frequencies[row], perfect=False)
         return self._models[row]
 
-    def ideal_bits(self, values: np.ndarray, rows: np.ndarray) -> float:
-        """-log2 P of ``values`` under the tables (escapes counted at the escape symbol)."""
-        bits = 0.0
-        for row, members in _groups(rows):
-            symbols = np.clip(values[members] - self.offset[row], 0, self.n_symbols[row] - 1)
-            frequencies = self._frequencies[row]
-            bits -= np.log2(frequencies[symbols] / frequencies.sum()).sum()
-        return float(bits)
+    def ideal_bits(self, row: int, symbols: np.ndarray) -> float:
+        """-log2 P of one row's coded symbols (escapes counted at the escape symbol)."""
+        frequencies = self._frequencies[row]
+        return float(-np.log2(frequencies[symbols] / frequencies.sum()).sum())
 
 
 def _groups(rows: np.ndarray):
@@ -220,14 +216,15 @@ class LatentEncoder:
     def encode(self, values: np.ndarray, rows: np.ndarray, tables: CdfTables) -> None:
         values = np.asarray(values, dtype=np.int64).reshape(-1)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        self.ideal_bits += tables.ideal_bits(values, rows)
         for row, members in _groups(rows):
             escape = tables.n_symbols[row] - 1
             symbols = values[members] - tables.offset[row]
             # below the table: odd distances, above: even ones (CompressAI's convention)
             distances = np.where(symbols < 0, -2 * symbols - 1, 2 * (symbols - escape))
             escaped = (symbols < 0) | (symbols >= escape)
-            self._encoder.encode(np.where(escaped, escape, symbols).astype(np.int32), tables.model(row))
+            coded = np.where(escaped, escape, symbols).astype(np.int32)
+            self._encoder.encode(coded, tables.model(row))
+            self.ideal_bits += tables.ideal_bits(row, coded)
             for distance in distances[escaped]:
                 self._encode_escape(int(distance))
 

@@ -1,7 +1,7 @@
 """Train tcodec's own variable-rate TACO weights on the CPU (or a lent GPU), resumably.
 
-    python -m tcodec.train training/taco-v2-release.toml                         # starts, or resumes
-    python -m tcodec.train training/taco-v2-release.toml --export tcodec-taco-v2 # checkpoint -> package model
+    python -m tcodec.train training/taco-v3-release.toml                         # starts, or resumes
+    python -m tcodec.train training/taco-v3-release.toml --export tcodec-taco-v3 # checkpoint -> package model
 
 One model learns every rate: each sample of a batch draws a quality q in [1, rates]
 and its λ(q) (log-linear between the config's end points), and the loss is
@@ -67,9 +67,10 @@ class Recipe:
 def _read_config(path: Path) -> dict:
     """The config's tables, a branch's ``base`` (and its base, ...) filled in under it."""
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    if "base" in raw:  # a branch of another run: its model and recipe, some [train] keys changed
+    if "base" in raw:  # a branch of another run: its model and recipe, some keys changed
         base = _read_config(path.parent / raw.pop("base"))
-        raw = {**base, "train": {**base["train"], **raw.get("train", {})}}
+        tables = {table: {**base.get(table, {}), **raw.get(table, {})} for table in ("model", "train")}
+        raw = {**base, **raw, **tables}
     return raw
 
 

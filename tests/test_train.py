@@ -136,3 +136,13 @@ def test_learning_rate_schedule_and_resume_ramp():
     scheduled = train.learning_rate(950, recipe)
     assert train.learning_rate(950, recipe, started_at=950) == pytest.approx(scheduled / 10)
     assert train.learning_rate(959, recipe, started_at=950) == pytest.approx(train.learning_rate(959, recipe))
+
+
+def test_a_branch_may_change_the_model_table_too(tmp_path):
+    write_run(tmp_path, 2)
+    (tmp_path / "branch.toml").write_text('base = "run.toml"\n[model]\nscale_table = [0.11, 64.0, 160]\n'
+                                          '[train]\nlr = 1e-5\n')
+    model, _, recipe = train.load_config(tmp_path / "branch.toml")
+    base_model, _, _ = train.load_config(tmp_path / "run.toml")
+    assert model.scale_table == (0.11, 64.0, 160) and base_model.scale_table == (0.11, 256.0, 64)
+    assert (model.rates, model.N, recipe.lr) == (base_model.rates, base_model.N, 1e-5)

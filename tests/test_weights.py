@@ -190,9 +190,15 @@ def test_the_packaged_weights_are_the_ones_models_lock_pins(name):
     assert weights.verify(name) == []
 
 
-def test_all_packaged_weights_together_stay_within_40_mb():
-    """Old models stay in the package so that old files decode; together they must fit."""
-    assert sum(f.size for name in PACKAGED for f in weights.lock_entry(name).files) <= 40 * 2**20
+@pytest.mark.parametrize("name", PACKAGED)
+def test_each_packaged_model_stays_within_40_mb(name):
+    assert sum(f.size for f in weights.lock_entry(name).files) <= 40 * 2**20
+
+
+def test_the_packaged_models_together_stay_within_48_mb():
+    """Old models stay in the package so that old files decode: three of about 15 MB fit;
+    a fourth means deciding which old one leaves (and saying how its files get decoded)."""
+    assert sum(f.size for name in PACKAGED for f in weights.lock_entry(name).files) <= 48 * 2**20
 
 
 def test_save_model_half_stores_float16_parameters_and_float32_tables(tmp_path):

@@ -113,3 +113,41 @@ def test_forward_gives_likelihoods_for_training():
     assert out["likelihoods"]["y"].shape == (1, TINY.M, 8, 12)
     (out["x_hat"].mean() - out["likelihoods"]["y"].log().mean()).backward()
     assert model.g_a.analysis_transform[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("table", [(0.11, 256.0, 64), (0.11, 64.0, 160)])
+def test_scale_indexes_are_compressais_build_indexes(table):
+    from dataclasses import replace
+
+    from tcodec.models.taco import scale_indexes
+
+    model = TacoModel(replace(TINY, scale_table=table))
+    model.update(force=True)
+    entries = model.gaussian_conditional.scale_table.double()
+    assert len(entries) == table[2] and entries[-1] == pytest.approx(table[1], rel=1e-6)
+    torch.manual_seed(0)
+    scales = torch.cat([torch.exp(torch.empty(10_000, dtype=torch.float64).uniform_(-4, 7)),
+                        entries, entries.nextafter(torch.tensor(0.0, dtype=torch.float64)), torch.zeros(3)])
+    expected = model.gaussian_conditional.build_indexes(scales)
+    assert torch.equal(scale_indexes(model.gaussian_conditional, scales), expected)
+
+
+def test_the_scale_table_of_the_config_is_the_one_frozen_and_coded_with(tmp_path):
+    from dataclasses import replace
+
+    from tcodec.weights import save_model
+
+    config = replace(TINY, scale_table=(0.11, 64.0, 160))
+    assert TacoConfig.from_dict(config.to_dict()) == config
+    assert TacoConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "scale_table"}) == TINY
+    model = tiny_model(config=config)
+    save_model(model.eval(), tmp_path, "all-minilm-l6-v2")
+    loaded = load_model(str(tmp_path)).model
+    assert loaded.config.scale_table == (0.11, 64.0, 160)
+    assert loaded.gaussian_conditional._quantized_cdf.shape[0] == 160
+    x, t = image(2), text(2)
+    data, _ = encode(loaded, x, t)
+    reference = tiny_model(config=config).eval()
+    with torch.no_grad():
+        expected = reference(x, t, quality=2.0)["x_hat"].clamp(0, 1)
+    assert (decode(loaded, data, (2, 3)) - expected).abs().max() < 1e-4
