@@ -286,7 +286,7 @@ class TacoModel(CompressionModel):
 
     def analyse(self, x: Tensor, text: Tensor) -> Tensor:
         """The latent y before the rate gains: the same for every quality."""
-        return self.g_a(x, text)
+        return self.g_a(x.contiguous(memory_format=torch.channels_last), text)
 
     @torch.no_grad()
     def compress_analysed(self, y: Tensor, coder, quality: float | None = None) -> None:
@@ -308,7 +308,7 @@ class TacoModel(CompressionModel):
         gains = self.gains(quality)
         if gains is not None:
             y_hat = y_hat * gains[1]
-        return self.g_s(y_hat.float()).clamp(0, 1)
+        return self.g_s(y_hat.float().contiguous(memory_format=torch.channels_last)).clamp(0, 1).contiguous()
 
     def _dequantize_z(self, z_symbols: Tensor) -> Tensor:
         # in float64 on both sides: the encoder's symbols are float32, the decoder's not;
