@@ -29,11 +29,10 @@ from tcodec.weights import load_model, save_model
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def retabled(name: str, table: tuple[float, float, int], folder: Path) -> Path:
-    """The model with its Gaussian CDFs frozen over ``table`` (all else bit-identical)."""
+def retabled(loaded, table: tuple[float, float, int], folder: Path) -> Path:
+    """The loaded model with its Gaussian CDFs frozen over ``table`` (all else bit-identical)."""
     from tcodec.models.taco import TacoModel
 
-    loaded = load_model(name)
     model = TacoModel(replace(loaded.model.config, scale_table=table))
     model.load_state_dict(loaded.model.state_dict())
     save_model(model.float().eval(), folder, loaded.config["text_encoder"], half=True,
@@ -63,9 +62,10 @@ def main() -> None:
     table = (float(low), float(high), int(levels))
     images = sorted(KODAK.glob("kodim*.png"))[: args.limit]
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        base = load_model(args.model).model
-        other = load_model(str(retabled(args.model, table, Path(tmp)))).model
-        text = text_encoder(load_model(args.model).config["text_encoder"]).encode([""])
+        loaded = load_model(args.model)
+        base = loaded.model
+        other = load_model(str(retabled(loaded, table, Path(tmp)))).model
+        text = text_encoder(loaded.config["text_encoder"]).encode([""])
         xs = [pad_to_multiple(image_to_tensor(Image.open(f).convert("RGB"))) for f in images]
         ys = [base.analyse(x, text) for x in xs]
         qualities = list(range(1, base.config.rates + 1))

@@ -25,7 +25,6 @@ decoder run the same function, :meth:`TacoModel._code_latent`.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -37,6 +36,7 @@ with warnings.catch_warnings():  # CompressAI 1.2.8 scripts a function at import
     from compressai.entropy_models import EntropyBottleneck, GaussianConditional
     from compressai.layers import AttentionBlock
     from compressai.models import CompressionModel
+    from compressai.models.base import get_scale_table
 
 from tcodec.models.layers import (
     ChannelContext,
@@ -204,8 +204,7 @@ class TacoModel(CompressionModel):
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Freeze the integer CDFs, by default over the config's scale table."""
         if scale_table is None:
-            low, high, levels = self.config.scale_table
-            scale_table = torch.exp(torch.linspace(math.log(low), math.log(high), levels))
+            scale_table = get_scale_table(*self.config.scale_table)
         return super().update(scale_table, force=force, update_quantiles=update_quantiles)
 
     # --- rate control ---------------------------------------------------------------
