@@ -1,0 +1,90 @@
+"""Where the time of one taco encode and decode goes, with a packaged (trained) model.
+
+    python benchmarks/bench_taco_stages.py [--model tcodec-taco-v3] [--image ../shared/data/kodak/kodim01.png]
+
+Model loaded once; each stage timed as the best of --repeats runs, 2 threads: the text
+encoder (MiniLM), the analysis transform, then per quality the rest of an encode
+(hyperprior, float64 entropy-parameter networks, range coder) and a whole decode; the
+time inside the range coder (numpy + constriction) is shown beside each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+import tcodec.models.coding as coding
+from tcodec.backends.taco import DEFAULT_MODEL, _load, _text
+from tcodec.models import PAD_MULTIPLE, image_to_tensor, pad_to_multiple
+from tcodec.models.coding import TensorCoder
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+class CoderClock:
+    """Adds up the seconds spent in TensorCoder._code (the range coder and its numpy)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._code = coding.TensorCoder._code
+        clock = self
+
+        def timed(coder, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return clock._code(coder, *args, **kwargs)
+            finally:
+                clock.seconds += time.perf_counter() - started
+        coding.TensorCoder._code = timed
+
+
+def best(run, repeats: int, clock: CoderClock):
+    """(result, best wall seconds, coder seconds of that run)."""
+    fastest = (None, float("inf"), 0.0)
+    for _ in range(repeats):
+        clock.seconds = 0.0
+        started = time.perf_counter()
+        result = run()
+        elapsed = time.perf_counter() - started
+        if elapsed < fastest[1]:
+            fastest = (result, elapsed, clock.seconds)
+    return fastest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--image", type=Path, default=KODAK / "kodim01.png")
+    parser.add_argument("--qualities", default="2,6")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    loaded = _load(args.model, device)
+    model, clock = loaded.model, CoderClock()
+    x = pad_to_multiple(image_to_tensor(Image.open(args.image).convert("RGB")))
+    z_size = (x.shape[-2] // PAD_MULTIPLE, x.shape[-1] // PAD_MULTIPLE)
+    with torch.inference_mode():
+        text, text_s, _ = best(lambda: _text(loaded, "a photo", device), args.repeats, clock)
+        y, analysis_s, _ = best(lambda: model.analyse(x, text), args.repeats, clock)
+        print(f"{args.model} on {args.image.name} ({args.threads} threads, best of {args.repeats}): "
+              f"text encoder {1000 * text_s:.0f} ms, analysis transform {1000 * analysis_s:.0f} ms")
+        for quality in (float(q) for q in args.qualities.split(",")):
+            def encode():
+                coder = TensorCoder.writer()
+                model.compress_analysed(y, coder, quality=quality)
+                return coder.to_bytes()
+            data, encode_s, encode_coder_s = best(encode, args.repeats, clock)
+            _, decode_s, decode_coder_s = best(
+                lambda: model.decompress(TensorCoder.reader(data), z_size, quality=quality), args.repeats, clock)
+            print(f"  q{quality:g}: rest of encode {1000 * encode_s:.0f} ms (range coder {1000 * encode_coder_s:.0f}), "
+                  f"decode {1000 * decode_s:.0f} ms (range coder {1000 * decode_coder_s:.0f}), {len(data):,} bytes")
+
+
+if __name__ == "__main__":
+    main()
