@@ -183,7 +183,11 @@ class CdfTables:
         if cdf.ndim != 2 or len(lengths) != len(cdf) or len(self.offset) != len(cdf) or (lengths < 2).any():
             raise FormatError("model's CDF tables are malformed; re-export or re-fetch the model")
         self.n_symbols = lengths - 1  # the last symbol of each row is the escape
+        self.escape = self.n_symbols - 1
         self._frequencies = [np.diff(cdf[i, : lengths[i]]).astype(np.float64) for i in range(len(cdf))]
+        # -log2 P of every (row, symbol), rows end to end: the ideal size in one gather
+        self._row_start = np.r_[0, np.cumsum(self.n_symbols)[:-1]]
+        self._information = np.concatenate([-np.log2(f / f.sum()) for f in self._frequencies])
         self._models: dict[int, object] = {}
 
     def model(self, row: int):
@@ -191,19 +195,26 @@ class CdfTables:
             self._models[row] = constriction.stream.model.Categorical(self._frequencies[row], perfect=False)
         return self._models[row]
 
-    def ideal_bits(self, row: int, symbols: np.ndarray) -> float:
-        """-log2 P of one row's coded symbols (escapes counted at the escape symbol)."""
-        frequencies = self._frequencies[row]
-        return float(-np.log2(frequencies[symbols] / frequencies.sum()).sum())
+    def ideal_bits(self, rows: np.ndarray, symbols: np.ndarray) -> float:
+        """-log2 P of coded symbols under their rows (escapes counted at the escape symbol)."""
+        return float(self._information[self._row_start[rows] + symbols].sum())
 
 
-def _groups(rows: np.ndarray):
-    """(row, positions) for every row used, rows ascending, positions in given order."""
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
-        yield int(sorted_rows[start]), order[start:end]
+class _Groups:
+    """Symbols sorted into runs that share a row, rows ascending, each run in given order."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        # a stable sort of 16-bit keys is a radix sort in numpy: several times faster
+        keys = rows.astype(np.int16) if len(rows) and 0 <= rows.min() and rows.max() < 2**15 else rows
+        self.order = np.argsort(keys, kind="stable")
+        self.rows = rows[self.order]
+        self.starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+        self.ends = np.r_[self.starts[1:], len(rows)]
+
+    def __iter__(self):
+        """(row, start, end) of each run, in coding order."""
+        return zip(self.rows[self.starts].tolist(), self.starts.tolist(), self.ends.tolist())
 
 
 class LatentEncoder:
@@ -214,19 +225,20 @@ class LatentEncoder:
         self.ideal_bits = 0.0  # -log2 P of everything coded: tables and escape codes
 
     def encode(self, values: np.ndarray, rows: np.ndarray, tables: CdfTables) -> None:
-        values = np.asarray(values, dtype=np.int64).reshape(-1)
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        for row, members in _groups(rows):
-            escape = tables.n_symbols[row] - 1
-            symbols = values[members] - tables.offset[row]
-            # below the table: odd distances, above: even ones (CompressAI's convention)
-            distances = np.where(symbols < 0, -2 * symbols - 1, 2 * (symbols - escape))
-            escaped = (symbols < 0) | (symbols >= escape)
-            coded = np.where(escaped, escape, symbols).astype(np.int32)
-            self._encoder.encode(coded, tables.model(row))
-            self.ideal_bits += tables.ideal_bits(row, coded)
-            for distance in distances[escaped]:
-                self._encode_escape(int(distance))
+        groups = _Groups(rows)
+        escape = tables.escape[groups.rows]
+        symbols = np.asarray(values, dtype=np.int64).reshape(-1)[groups.order] - tables.offset[groups.rows]
+        escaped = (symbols < 0) | (symbols >= escape)
+        coded = np.where(escaped, escape, symbols).astype(np.int32)
+        self.ideal_bits += tables.ideal_bits(groups.rows, coded)
+        # below the table: odd distances, above: even ones (CompressAI's convention)
+        distances = np.where(symbols < 0, -2 * symbols - 1, 2 * (symbols - escape))
+        escapes_before = np.r_[0, np.cumsum(escaped)]
+        for row, start, end in groups:
+            self._encoder.encode(coded[start:end], tables.model(row))
+            if escapes_before[end] > escapes_before[start]:
+                for distance in distances[start:end][escaped[start:end]]:
+                    self._encode_escape(int(distance))
 
     def _encode_escape(self, distance: int) -> None:
         n = (distance + 1).bit_length() - 1
@@ -253,18 +265,20 @@ class LatentDecoder:
         self._decoder = constriction.stream.queue.RangeDecoder(words)
 
     def decode(self, rows: np.ndarray, tables: CdfTables) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        values = np.empty(len(rows), dtype=np.int64)
+        groups = _Groups(rows)
+        symbols = np.empty(len(groups.rows), dtype=np.int64)
         try:
-            for row, members in _groups(rows):
-                escape = tables.n_symbols[row] - 1
-                symbols = self._decoder.decode(tables.model(row), len(members)).astype(np.int64)
-                for position in np.flatnonzero(symbols == escape):
+            for row, start, end in groups:
+                run = self._decoder.decode(tables.model(row), end - start)
+                symbols[start:end] = run
+                escape = tables.escape[row]
+                for position in np.flatnonzero(run == escape):
                     distance = self._decode_escape()
-                    symbols[position] = -(distance + 1) // 2 if distance % 2 else distance // 2 + escape
-                values[members] = symbols + tables.offset[row]
+                    symbols[start + position] = -(distance + 1) // 2 if distance % 2 else distance // 2 + escape
         except _INVALID_DATA as exc:
             raise FormatError(f"latent stream is corrupt ({exc}); the file is damaged") from None
+        values = np.empty_like(symbols)
+        values[groups.order] = symbols + tables.offset[groups.rows]
         return values
 
     def check_exhausted(self) -> None:

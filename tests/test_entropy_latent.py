@@ -120,3 +120,14 @@ def test_garbage_raises_only_format_error(tables):
 def test_malformed_tables_are_refused():
     with pytest.raises(FormatError, match="malformed"):
         CdfTables(np.zeros((2, 4)), np.array([4]), np.array([0, 0]))
+
+
+def test_row_indexes_beyond_sixteen_bits():
+    """Rows are sorted as 16-bit keys when they fit; wider ones take the general path."""
+    n_rows = 2**15 + 3
+    cdf = np.tile(np.array([0, 100, 200, 300, 301]), (n_rows, 1))  # 3 symbols and an escape
+    tables = CdfTables(cdf, np.full(n_rows, 5), np.full(n_rows, -1))
+    rows = np.array([n_rows - 1, 0, 2**15, n_rows - 1, 5, 0])
+    values = np.array([1, -1, 0, 7, -9, 0])
+    _, decoded, _ = round_trip(values, rows, tables)
+    assert np.array_equal(decoded, values)
