@@ -45,8 +45,11 @@ from tcodec.models.layers import (
     Injector,
     ResidualBottleneck,
     checkerboard,
+    checkerboard_context,
     conv,
     deconv,
+    pack,
+    unpack_into,
 )
 
 @dataclass(frozen=True)
@@ -244,7 +247,8 @@ class TacoModel(CompressionModel):
             channel_ctx = self._channel_context(i, y_hat_slices)
             scales_a, means_a = self._anchor_parameters(i, hyper, channel_ctx)
             y_hat_anchor = (ste_round(y_slice - means_a) + means_a) * anchor
-            scales_n, means_n = self._nonanchor_parameters(i, hyper, channel_ctx, y_hat_anchor)
+            local_ctx = self.local_context[i](y_hat_anchor)
+            scales_n, means_n = self._nonanchor_parameters(i, hyper, channel_ctx, local_ctx)
             scales = torch.where(anchor, scales_a, scales_n)
             means = torch.where(anchor, means_a, means_n)
             _, likelihoods = self.gaussian_conditional(y_slice.float(), scales.float(), means.float())
@@ -265,9 +269,8 @@ class TacoModel(CompressionModel):
         inputs = hyper if channel_ctx is None else torch.cat([channel_ctx, hyper], dim=1)
         return self.entropy_parameters_anchor[i](inputs).chunk(2, dim=1)
 
-    def _nonanchor_parameters(self, i: int, hyper: Tensor, channel_ctx: Tensor | None, y_hat_anchor: Tensor):
-        local = self.local_context[i](y_hat_anchor)
-        parts = [local, hyper] if channel_ctx is None else [local, channel_ctx, hyper]
+    def _nonanchor_parameters(self, i: int, hyper: Tensor, channel_ctx: Tensor | None, local_ctx: Tensor):
+        parts = [local_ctx, hyper] if channel_ctx is None else [local_ctx, channel_ctx, hyper]
         return self.entropy_parameters_nonanchor[i](torch.cat(parts, dim=1)).chunk(2, dim=1)
 
     # --- coding -----------------------------------------------------------------------
@@ -320,28 +323,30 @@ class TacoModel(CompressionModel):
 
         With ``y`` (encoding) each pass is quantised and its symbols go to the coder;
         without (decoding) they come from it. Both sides compute the same parameters
-        from the same reconstructed values, so they make the same scale indexes.
+        from the same reconstructed values, so they make the same scale indexes. Each
+        pass works on its half of the positions, packed (``layers.pack``): the 1x1
+        parameter networks and the local context compute only what the pass codes.
         """
         dtype = torch.float64
         hyper = self.h_s(z_hat)
-        height, width = hyper.shape[-2:]
-        anchor, nonanchor = checkerboard(height, width, device=hyper.device)
+        hyper_anchor, hyper_nonanchor = pack(hyper, anchor=True), pack(hyper, anchor=False)
         y_slices = y.to(dtype).split(self.config.slices, dim=1) if y is not None else [None] * len(self.config.slices)
         decoded: list[Tensor] = []
         for i, y_slice in enumerate(y_slices):
             channel_ctx = self._channel_context(i, decoded)
-            scales, means = self._anchor_parameters(i, hyper, channel_ctx)
-            y_hat_anchor = self._code_pass(coder, anchor, scales, means, y_slice)
-            scales, means = self._nonanchor_parameters(i, hyper, channel_ctx, y_hat_anchor)
-            decoded.append(y_hat_anchor + self._code_pass(coder, nonanchor, scales, means, y_slice))
+            ctx_anchor, ctx_nonanchor = (None, None) if channel_ctx is None else (
+                pack(channel_ctx, anchor=True), pack(channel_ctx, anchor=False))
+            scales, means = self._anchor_parameters(i, hyper_anchor, ctx_anchor)
+            y_hat_anchor = self._code_pass(coder, scales, means, None if y_slice is None else pack(y_slice, anchor=True))
+            local_ctx = checkerboard_context(self.local_context[i], y_hat_anchor)
+            scales, means = self._nonanchor_parameters(i, hyper_nonanchor, ctx_nonanchor, local_ctx)
+            y_hat_nonanchor = self._code_pass(coder, scales, means, None if y_slice is None else pack(y_slice, anchor=False))
+            y_hat = hyper.new_empty((1, self.config.slices[i], *hyper.shape[-2:]))
+            decoded.append(unpack_into(unpack_into(y_hat, y_hat_anchor, anchor=True), y_hat_nonanchor, anchor=False))
         return torch.cat(decoded, dim=1)
 
-    def _code_pass(self, coder, mask: Tensor, scales: Tensor, means: Tensor, y: Tensor | None) -> Tensor:
-        """Code the positions of ``mask`` in one slice; returns ŷ there, 0 elsewhere."""
-        indexes = scale_indexes(self.gaussian_conditional, scales[..., mask[0, 0]])
-        means_at = means[..., mask[0, 0]]
-        symbols = None if y is None else torch.round(y[..., mask[0, 0]] - means_at)
-        symbols = coder.code_gaussian(symbols, indexes, self.gaussian_conditional)
-        y_hat = torch.zeros_like(means)
-        y_hat[..., mask[0, 0]] = symbols.to(means.dtype) + means_at
-        return y_hat
+    def _code_pass(self, coder, scales: Tensor, means: Tensor, y: Tensor | None) -> Tensor:
+        """Code one pass (packed positions of one slice); returns its ŷ."""
+        indexes = scale_indexes(self.gaussian_conditional, scales)
+        symbols = None if y is None else torch.round(y - means)
+        return coder.code_gaussian(symbols, indexes, self.gaussian_conditional).to(means.dtype) + means

@@ -1,0 +1,59 @@
+"""The checkerboard packing and the faster forms of layers equal what they replace."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tcodec.models.layers import (  # noqa: E402
+    StrideOneTransposedConv,
+    checkerboard,
+    checkerboard_context,
+    deconv,
+    pack,
+    unpack_into,
+)
+
+
+def latent(channels=3, height=8, width=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, channels, height, width, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("anchor", [True, False])
+def test_pack_keeps_the_masked_positions_in_raster_order(anchor):
+    """Coding order: channel by channel, the pass's positions in raster order (as boolean
+    masking gives them), which is what files made before packing hold."""
+    x = latent()
+    masks = dict(zip((True, False), checkerboard(8, 12)))
+    packed = pack(x, anchor)
+    assert packed.shape == (1, 3, 8, 6)
+    assert torch.equal(packed.flatten(), x[..., masks[anchor][0, 0]].flatten())
+
+
+def test_unpack_into_puts_both_passes_back():
+    x = latent()
+    rebuilt = unpack_into(unpack_into(torch.full_like(x, float("nan")), pack(x, True), True), pack(x, False), False)
+    assert torch.equal(rebuilt, x)
+
+
+@pytest.mark.parametrize("height, width", [(8, 12), (2, 2), (4, 16)])
+def test_checkerboard_context_equals_the_dense_convolution(height, width):
+    conv = torch.nn.Conv2d(3, 5, 5, padding=2).double()
+    x = latent(height=height, width=width)
+    anchor, _ = checkerboard(height, width)
+    dense = pack(conv(torch.where(anchor, x, 0.0)), anchor=False)
+    assert torch.allclose(checkerboard_context(conv, pack(x, anchor=True)), dense, rtol=0, atol=1e-12)
+
+
+def test_checkerboard_context_refuses_other_kernels():
+    with pytest.raises(ValueError, match="5x5"):
+        checkerboard_context(torch.nn.Conv2d(3, 5, 3, padding=1), latent(height=4, width=4)[..., :2])
+
+
+def test_stride_one_transposed_conv_equals_torchs():
+    layer = deconv(4, 6, kernel_size=3, stride=1).double()
+    assert isinstance(layer, StrideOneTransposedConv)
+    x = latent(channels=4)
+    reference = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, padding=1)
+    assert torch.allclose(layer(x), reference, rtol=0, atol=1e-12)
+    assert type(deconv(4, 6)) is torch.nn.ConvTranspose2d  # stride 2 keeps torch's own
