@@ -84,10 +84,50 @@ class Extractor(nn.Module):
         self.cross_attn = nn.MultiheadAttention(text_dim, heads, batch_first=True)
 
     def forward(self, text: Tensor, image: Tensor) -> Tensor:
-        image = self.image_norm(self.image_feature_dim_proj(image.flatten(2).transpose(1, 2)))
         text = self.text_norm(text)
-        attended, _ = self.cross_attn(text, image, image, need_weights=False)
+        pixels = image.flatten(2).transpose(1, 2)  # (B, T, C) tokens
+        if torch.is_grad_enabled():
+            features = self.image_norm(self.image_feature_dim_proj(pixels))
+            attended, _ = self.cross_attn(text, features, features, need_weights=False)
+        else:
+            attended = self._attend_folded(text, pixels)
         return text + attended
+
+    def _attend_folded(self, text: Tensor, pixels: Tensor) -> Tensor:
+        """``cross_attn(text, f, f)`` for ``f = image_norm(image_feature_dim_proj(pixels))``
+        without f's keys and values: the key and value projections (the text width squared
+        per image token, 90% of this layer's work) fold into the few text queries.
+
+        For a query r (the head's query times its key weights) and a token's normalised
+        features f = g ⊙ (u - μ)/σ + β, u = W p + b: r·f = (((r ⊙ g) W)·p + (r ⊙ g)·b - μ Σ(r ⊙ g))/σ
+        + r·β, and the last term is the same for every token, so softmax ignores it. The
+        values are linear in f, so the weighted sum of f is taken first, at the pixels' width.
+        Used when no gradient is needed (coding); training runs the layers as they are.
+        """
+        attention, projection, norm = self.cross_attn, self.image_feature_dim_proj, self.image_norm
+        batch, n_text, width = text.shape
+        heads = attention.num_heads
+        head_width = width // heads
+        w_query, w_key, w_value = attention.in_proj_weight.chunk(3)
+        b_query, _, b_value = attention.in_proj_bias.chunk(3)  # the key bias adds the same to every score
+
+        # the normalisation's statistics per token: μ, 1/σ (B, T, 1)
+        _, mean, inverse_std = torch.native_layer_norm(projection(pixels), (width,), None, None, norm.eps)
+        # tokens as (p, 1, μ)/σ: one product gives every score, its transpose the sums over tokens
+        tokens = torch.cat([pixels, torch.ones_like(mean), mean], dim=-1) * inverse_std  # (B, T, C + 2)
+
+        query = F.linear(text, w_query, b_query).view(batch, n_text, heads, head_width)
+        reach = torch.einsum("blhd,hde->bhle", query, w_key.view(heads, head_width, width)) * head_width**-0.5
+        reach = reach * norm.weight  # (B, H, L, E): r ⊙ g
+        coefficients = torch.cat([reach @ projection.weight, (reach @ projection.bias)[..., None],
+                                  -reach.sum(-1, keepdim=True)], dim=-1)  # (B, H, L, C + 2)
+        scores = coefficients.flatten(1, 2) @ tokens.transpose(1, 2)  # (B, H·L, T)
+        # Σ_t P f_t = g ⊙ (W Σ_t (P/σ) p_t + b Σ_t P/σ - Σ_t (P/σ) μ_t) + β
+        sums = (scores.softmax(dim=-1) @ tokens).view(batch, heads, n_text, -1)
+        pooled = (F.linear(sums[..., :-2], projection.weight, projection.bias * sums[..., -2:-1])
+                  - sums[..., -1:]) * norm.weight + norm.bias
+        values = torch.einsum("bhle,hde->blhd", pooled, w_value.view(heads, head_width, width)) + b_value.view(heads, head_width)
+        return attention.out_proj(values.reshape(batch, n_text, width))
 
 
 class ChannelContext(nn.Module):

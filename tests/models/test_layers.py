@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tcodec.models.layers import (  # noqa: E402
+    Extractor,
     StrideOneTransposedConv,
     checkerboard,
     checkerboard_context,
@@ -57,3 +58,19 @@ def test_stride_one_transposed_conv_equals_torchs():
     reference = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, padding=1)
     assert torch.allclose(layer(x), reference, rtol=0, atol=1e-12)
     assert type(deconv(4, 6)) is torch.nn.ConvTranspose2d  # stride 2 keeps torch's own
+
+
+def test_extractor_without_gradients_equals_its_training_form():
+    """Coding runs the folded attention (no keys or values of the image tokens); it must
+    give what the layers as trained give, for any normalisation and biases."""
+    torch.manual_seed(0)
+    extractor = Extractor(16, 32, heads=4).double().eval()
+    for parameter in (extractor.image_norm.weight, extractor.image_norm.bias, extractor.cross_attn.in_proj_bias,
+                      extractor.cross_attn.out_proj.bias):
+        torch.nn.init.normal_(parameter, 0.5, 0.3)
+    text = torch.randn(2, 5, 32, dtype=torch.float64)
+    image = (torch.randn(2, 16, 6, 10, dtype=torch.float64) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    trained_form = extractor(text, image)  # gradients enabled: the layers as they are
+    with torch.no_grad():
+        folded = extractor(text, image)
+    assert torch.allclose(folded, trained_form, rtol=0, atol=1e-12)
