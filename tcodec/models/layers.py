@@ -38,13 +38,13 @@ class ResidualBottleneck(nn.Module):
         super().__init__()
         half = channels // 2
         self.branch = nn.Sequential(
-            nn.Conv2d(channels, half, 1), nn.ReLU(),
-            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, half, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(half, channels, 1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.branch(x)
+        return self.branch(x).add_(x)  # in place: the branch's last output is not needed for its gradient
 
 
 class Injector(nn.Module):
@@ -136,8 +136,8 @@ class ChannelContext(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden: tuple[int, int] = (224, 128)) -> None:
         super().__init__()
         self.fushion = nn.Sequential(
-            nn.Conv2d(in_channels, hidden[0], 5, padding=2), nn.ReLU(),
-            nn.Conv2d(hidden[0], hidden[1], 5, padding=2), nn.ReLU(),
+            nn.Conv2d(in_channels, hidden[0], 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden[0], hidden[1], 5, padding=2), nn.ReLU(inplace=True),
             nn.Conv2d(hidden[1], out_channels, 5, padding=2),
         )
 
@@ -151,8 +151,8 @@ class EntropyParameters(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.fusion = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels * 5 // 3, 1), nn.ReLU(),
-            nn.Conv2d(out_channels * 5 // 3, out_channels * 4 // 3, 1), nn.ReLU(),
+            nn.Conv2d(in_channels, out_channels * 5 // 3, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels * 5 // 3, out_channels * 4 // 3, 1), nn.ReLU(inplace=True),
             nn.Conv2d(out_channels * 4 // 3, out_channels, 1),
         )
 

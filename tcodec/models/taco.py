@@ -154,7 +154,7 @@ class HyperAnalysis(nn.Module):
         super().__init__()
         N, M = config.N, config.M
         self.reduction = nn.Sequential(
-            nn.Conv2d(M, N, 3, padding=1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N),
+            nn.Conv2d(M, N, 3, padding=1), nn.ReLU(inplace=True), conv(N, N), nn.ReLU(inplace=True), conv(N, N),
         )
 
     def forward(self, y: Tensor) -> Tensor:
@@ -166,7 +166,7 @@ class HyperSynthesis(nn.Module):
         super().__init__()
         M = config.M
         self.increase = nn.Sequential(
-            deconv(config.N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(),
+            deconv(config.N, M), nn.ReLU(inplace=True), deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
             deconv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
         )
 
