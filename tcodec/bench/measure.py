@@ -91,7 +91,7 @@ class PeakMemory:
         self.peak_gpu_mib: float | None = None
 
     def __enter__(self) -> PeakMemory:
-        _release_free_memory()
+        release_free_memory()
         self._tracks_rss = _reset_high_water_mark()
         self._start_kib = _status_kib("VmRSS") if self._tracks_rss else 0
         self._cuda = _cuda_in_use()
@@ -106,7 +106,9 @@ class PeakMemory:
             self.peak_gpu_mib = self._cuda.max_memory_allocated() / 2**20
 
 
-def _release_free_memory() -> None:
+def release_free_memory() -> None:
+    """Hand freed memory back to the system (gc, then glibc's malloc_trim where there is one),
+    so that what runs next starts from fresh pages, as a new process would."""
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
