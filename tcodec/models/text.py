@@ -31,6 +31,7 @@ class TextEncoder:
         self.name, self.folder, self.width = name, Path(folder), width
         self.model_class = model_class  # CLIPTextModel takes the text tower of a full CLIP folder
         self._tokenizer = self._model = None
+        self._device: torch.device | None = None
 
     def _load(self) -> None:
         import transformers
@@ -54,7 +55,10 @@ class TextEncoder:
         """Token states (B, 38, width) for a batch of captions (None counts as "")."""
         if self._model is None:
             self._load()
-        self._model.to(device)
+        device = torch.device(device)
+        if self._device != device:  # moving walks every module: 4 ms a call if done each time
+            self._model.to(device)
+            self._device = device
         batch = self._tokenizer([c or "" for c in captions], padding="max_length", max_length=MAX_TOKENS,
                                 truncation=True, return_tensors="pt").to(device)
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
