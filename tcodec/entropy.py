@@ -182,11 +182,11 @@ class CdfTables:
         cdf = np.asarray(quantized_cdf, dtype=np.int64)
         if cdf.ndim != 2 or len(lengths) != len(cdf) or len(self.offset) != len(cdf) or (lengths < 2).any():
             raise FormatError("model's CDF tables are malformed; re-export or re-fetch the model")
-        self.n_symbols = lengths - 1  # the last symbol of each row is the escape
-        self.escape = self.n_symbols - 1
+        n_symbols = lengths - 1
+        self.escape = n_symbols - 1  # the last symbol of each row
         self._frequencies = [np.diff(cdf[i, : lengths[i]]).astype(np.float64) for i in range(len(cdf))]
         # -log2 P of every (row, symbol), rows end to end: the ideal size in one gather
-        self._row_start = np.r_[0, np.cumsum(self.n_symbols)[:-1]]
+        self._row_start = np.r_[0, np.cumsum(n_symbols)[:-1]]
         self._information = np.concatenate([-np.log2(f / f.sum()) for f in self._frequencies])
         self._models: dict[int, object] = {}
 

@@ -176,18 +176,29 @@ def checkerboard(height: int, width: int, device=None) -> tuple[Tensor, Tensor]:
 
 def pack(x: Tensor, anchor: bool) -> Tensor:
     """The anchor (or non-anchor) positions of (..., H, W), H and W even, as (..., H, W/2)."""
-    height, width = x.shape[-2:]
-    even_rows, odd_rows = (x[..., 0::2, 1::2], x[..., 1::2, 0::2]) if anchor else (x[..., 0::2, 0::2], x[..., 1::2, 1::2])
-    return torch.stack([even_rows, odd_rows], dim=-2).reshape(*x.shape[:-2], height, width // 2)
+    if anchor:
+        return _interleave_rows(x[..., 0::2, 1::2], x[..., 1::2, 0::2])
+    return _interleave_rows(x[..., 0::2, 0::2], x[..., 1::2, 1::2])
 
 
 def unpack_into(full: Tensor, packed: Tensor, anchor: bool) -> Tensor:
     """Writes ``pack``'s output back at its positions of ``full``; returns ``full``."""
+    even, odd = _split_rows(packed)
+    full[..., 0::2, int(anchor)::2] = even
+    full[..., 1::2, 1 - int(anchor)::2] = odd
+    return full
+
+
+def _split_rows(packed: Tensor) -> tuple[Tensor, Tensor]:
+    """A packed (..., H, W/2) tensor's even and odd rows, each (..., H/2, W/2)."""
     height, half_width = packed.shape[-2:]
     pairs = packed.reshape(*packed.shape[:-2], height // 2, 2, half_width)
-    full[..., 0::2, int(anchor)::2] = pairs[..., 0, :]
-    full[..., 1::2, 1 - int(anchor)::2] = pairs[..., 1, :]
-    return full
+    return pairs[..., 0, :], pairs[..., 1, :]
+
+
+def _interleave_rows(even: Tensor, odd: Tensor) -> Tensor:
+    """The inverse of ``_split_rows``."""
+    return torch.stack([even, odd], dim=-2).flatten(-3, -2)
 
 
 def checkerboard_context(conv: nn.Conv2d, anchors: Tensor) -> Tensor:
@@ -200,13 +211,11 @@ def checkerboard_context(conv: nn.Conv2d, anchors: Tensor) -> Tensor:
     """
     if conv.kernel_size != (5, 5) or conv.padding != (2, 2):
         raise ValueError("checkerboard_context takes a 5x5 convolution with padding 2")
-    height, half_width = anchors.shape[-2:]
-    pairs = anchors.reshape(*anchors.shape[:-2], height // 2, 2, half_width)
-    even, odd = pairs[..., 0, :], pairs[..., 1, :]  # anchors of even rows (odd columns), of odd rows
+    even, odd = _split_rows(anchors)  # anchors of even rows (odd columns), of odd rows
     even_row_taps, odd_row_taps = conv.weight[..., 0::2, 1::2], conv.weight[..., 1::2, 0::2]  # 3x2, 2x3
     # F.pad: (left, right, top, bottom)
     top_left = (F.conv2d(F.pad(even, (1, 0, 1, 1)), even_row_taps, conv.bias)
                 + F.conv2d(F.pad(odd, (1, 1, 1, 0)), odd_row_taps))
     bottom_right = (F.conv2d(F.pad(even, (1, 1, 0, 1)), odd_row_taps, conv.bias)
                     + F.conv2d(F.pad(odd, (0, 1, 1, 1)), even_row_taps))
-    return torch.stack([top_left, bottom_right], dim=-2).reshape(*top_left.shape[:-2], height, half_width)
+    return _interleave_rows(top_left, bottom_right)
