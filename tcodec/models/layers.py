@@ -24,7 +24,8 @@ def deconv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: in
 class StrideOneTransposedConv(nn.ConvTranspose2d):
     """A stride-1 transposed convolution run as the convolution it equals (kernel flipped,
     in and out swapped): the same weights, but in float64 on the CPU torch's transposed
-    kernel takes 1.7x as long (57 vs 34 ms for hyper synthesis's last layer on Kodak)."""
+    kernel is slower (hyper synthesis's last layer at Kodak's size: 32 vs 41 ms median,
+    ``benchmarks/bench_taco_layers.py``)."""
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight.flip(-1, -2).transpose(0, 1)
