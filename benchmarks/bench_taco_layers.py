@@ -1,4 +1,4 @@
-"""The faster forms of three taco layers against the forms they replace, same inputs.
+"""The faster forms of four taco layers against the forms they replace, same inputs.
 
     python benchmarks/bench_taco_layers.py [--model tcodec-taco-v3] [--repeats 30]
 
@@ -6,7 +6,10 @@ With a packaged model's own layers, at the sizes a 768x512 image gives them, int
 runs, median and best: hyper synthesis's last layer in float64 as a convolution
 (``StrideOneTransposedConv``) and as torch's transposed convolution; the last slice's local
 context in float64 from the anchor taps (``checkerboard_context``) and as the dense 5x5
-convolution; the extractor at 1/8 with its attention folded (no gradient) and as trained.
+convolution; the extractor at 1/8 with its attention folded (no gradient) and as trained;
+the analysis transform's first residual block (at 1/2) added into its input in bands
+(``add_in_bands_``, on a copy of the input, as in a transform) and run whole, both with memory
+kept and with freed memory handed back before each run (fresh pages, as in a new process).
 Each pair is also checked to agree.
 """
 
@@ -20,16 +23,18 @@ import torch
 import torch.nn.functional as F
 
 from tcodec.backends.taco import DEFAULT_MODEL
-from tcodec.models.layers import Extractor, checkerboard, checkerboard_context, pack
+from tcodec.bench.measure import release_free_memory
+from tcodec.models.layers import Extractor, ResidualBottleneck, checkerboard, checkerboard_context, pack
 from tcodec.weights import load_model
 
 
-def compare(name: str, new, old, repeats: int, tolerance: float) -> None:
+def compare(name: str, new, old, repeats: int, tolerance: float, before=lambda: None) -> None:
     difference = (new() - old()).abs().max().item()
     assert difference <= tolerance, f"{name}: the two forms differ by {difference}"
     seconds = {"new": [], "old": []}
     for _ in range(repeats):
         for form, run in (("new", new), ("old", old)):
+            before()
             started = time.perf_counter()
             run()
             seconds[form].append(time.perf_counter() - started)
@@ -58,6 +63,9 @@ def main() -> None:
     text = torch.randn(1, 38, extractor.cross_attn.embed_dim, generator=generator)
     features = torch.randn(1, extractor.image_feature_dim_proj.in_features, 512 // 8, 768 // 8,
                            generator=generator).contiguous(memory_format=torch.channels_last)
+    block = next(layer for layer in model.g_a.analysis_transform if isinstance(layer, ResidualBottleneck))
+    activation = torch.randn(1, block.branch[0].in_channels, 512 // 2, 768 // 2,
+                             generator=generator).contiguous(memory_format=torch.channels_last)
 
     print(f"{args.model}, {args.threads} threads, {args.repeats} interleaved runs each")
     with torch.no_grad():
@@ -67,6 +75,10 @@ def main() -> None:
         compare(f"local context of the last slice, float64 {tuple(y_hat.shape)}",
                 lambda: checkerboard_context(local, pack(y_hat, anchor=True)),
                 lambda: pack(local(torch.where(anchor, y_hat, 0.0)), anchor=False), args.repeats, 1e-9)
+        for pages, before in (("memory kept", lambda: None), ("fresh pages", release_free_memory)):
+            compare(f"first residual block, float32 {tuple(activation.shape)}, {pages}",
+                    lambda: block.add_in_bands_(activation.clone()), lambda: block(activation.clone()),
+                    args.repeats, 1e-4, before)
 
     def folded():
         with torch.no_grad():

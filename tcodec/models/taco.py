@@ -49,6 +49,7 @@ from tcodec.models.layers import (
     conv,
     deconv,
     pack,
+    run_layer,
     unpack_into,
 )
 
@@ -126,7 +127,7 @@ class AnalysisTransform(nn.Module):
             elif isinstance(layer, Extractor):
                 text = layer(text, x)
             else:
-                x = layer(x)
+                x = run_layer(layer, x)
         return x
 
 
@@ -146,7 +147,10 @@ class SynthesisTransform(nn.Module):
         )
 
     def forward(self, y_hat: Tensor) -> Tensor:
-        return self.synthesis_transform(y_hat)
+        x = y_hat
+        for layer in self.synthesis_transform:
+            x = run_layer(layer, x)
+        return x
 
 
 class HyperAnalysis(nn.Module):
@@ -303,14 +307,15 @@ class TacoModel(CompressionModel):
 
     @torch.no_grad()
     def decompress(self, coder, z_size: tuple[int, int], quality: float | None = None) -> Tensor:
-        """Decode the image (1, 3, 64·h, 64·w) from a reading TensorCoder; (h, w) is z's size."""
+        """Decode the image (1, 3, 64·h, 64·w), channels-last, from a reading TensorCoder;
+        (h, w) is z's size."""
         h, w = z_size
         z_symbols = coder.code_factorized(None, self.entropy_bottleneck, shape=(1, self.config.N, h, w))
         y_hat = self._code_latent(self._dequantize_z(z_symbols), coder)
         gains = self.gains(quality)
         if gains is not None:
             y_hat = y_hat * gains[1]
-        return self.g_s(y_hat.float().contiguous(memory_format=torch.channels_last)).clamp(0, 1).contiguous()
+        return self.g_s(y_hat.float().contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
 
     def _dequantize_z(self, z_symbols: Tensor) -> Tensor:
         # in float64 on both sides: the encoder's symbols are float32, the decoder's not;

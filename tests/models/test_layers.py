@@ -6,11 +6,13 @@ torch = pytest.importorskip("torch")
 
 from tcodec.models.layers import (  # noqa: E402
     Extractor,
+    ResidualBottleneck,
     StrideOneTransposedConv,
     checkerboard,
     checkerboard_context,
     deconv,
     pack,
+    run_layer,
     unpack_into,
 )
 
@@ -74,3 +76,31 @@ def test_extractor_without_gradients_equals_its_training_form():
     with torch.no_grad():
         folded = extractor(text, image)
     assert torch.allclose(folded, trained_form, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("height, rows", [(10, 4), (10, 32), (9, 3), (1, 4), (6, 1)])
+def test_residual_block_in_bands_equals_its_forward(height, rows):
+    """Bands of any height, the last one short, one band, one-row bands: the same values,
+    written over the input."""
+    torch.manual_seed(0)
+    block = ResidualBottleneck(8).double()
+    x = latent(channels=8, height=height, width=7)
+    expected = block(x.clone())
+    with torch.no_grad():
+        out = block.add_in_bands_(x, rows=rows)
+    assert out is x
+    assert torch.allclose(out, expected, rtol=0, atol=1e-12)
+
+
+def test_run_layer_bands_residual_blocks_only_without_gradients():
+    torch.manual_seed(0)
+    block = ResidualBottleneck(8)
+    x = torch.randn(1, 8, 40, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = block(x)
+        assert run_layer(block, x) is x  # inference: added into the activation
+    assert torch.allclose(x, expected, rtol=0, atol=1e-5)
+    y = torch.randn(1, 8, 40, 6, requires_grad=True)
+    out = run_layer(block, y)  # training: a new tensor, gradients flow
+    out.sum().backward()
+    assert out is not y and y.grad is not None
