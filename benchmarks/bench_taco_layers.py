@@ -1,4 +1,4 @@
-"""The faster forms of four taco layers against the forms they replace, same inputs.
+"""The faster forms of five taco layers against the forms they replace, same inputs.
 
     python benchmarks/bench_taco_layers.py [--model tcodec-taco-v3] [--repeats 30]
 
@@ -7,9 +7,12 @@ runs, median and best: hyper synthesis's last layer in float64 as a convolution
 (``StrideOneTransposedConv``) and as torch's transposed convolution; the last slice's local
 context in float64 from the anchor taps (``checkerboard_context``) and as the dense 5x5
 convolution; the extractor at 1/8 with its attention folded (no gradient) and as trained;
-the analysis transform's first residual block (at 1/2) added into its input in bands
-(``add_in_bands_``, on a copy of the input, as in a transform) and run whole, both with memory
-kept and with freed memory handed back before each run (fresh pages, as in a new process).
+the synthesis's last layer (64 to 3 channels) as a phase convolution
+(``PhaseTransposedConv``) and as torch's transposed convolution; the analysis transform's
+first residual block (at 1/2) added into its input in bands
+(``add_in_bands_``, into a copy of the input made before the clock starts) and run whole, both
+with memory kept and with freed memory handed back before each run (fresh pages, as in a new
+process).
 Each pair is also checked to agree.
 """
 
@@ -24,12 +27,16 @@ import torch.nn.functional as F
 
 from tcodec.backends.taco import DEFAULT_MODEL
 from tcodec.bench.measure import release_free_memory
-from tcodec.models.layers import Extractor, ResidualBottleneck, checkerboard, checkerboard_context, pack
+from tcodec.models.layers import Extractor, PhaseTransposedConv, ResidualBottleneck, checkerboard, checkerboard_context, pack
 from tcodec.weights import load_model
 
 
 def compare(name: str, new, old, repeats: int, tolerance: float, before=lambda: None) -> None:
-    difference = (new() - old()).abs().max().item()
+    """Times ``new`` and ``old`` alternately, ``before`` (untimed) ahead of each run."""
+    before()
+    first = new()
+    before()
+    difference = (first - old()).abs().max().item()
     assert difference <= tolerance, f"{name}: the two forms differ by {difference}"
     seconds = {"new": [], "old": []}
     for _ in range(repeats):
@@ -67,6 +74,9 @@ def main() -> None:
     activation = torch.randn(1, block.branch[0].in_channels, 512 // 2, 768 // 2,
                              generator=generator).contiguous(memory_format=torch.channels_last)
 
+    synthesis_last = model.g_s.synthesis_transform[-1]
+    assert isinstance(synthesis_last, PhaseTransposedConv)
+
     print(f"{args.model}, {args.threads} threads, {args.repeats} interleaved runs each")
     with torch.no_grad():
         compare(f"hyper synthesis's last layer, float64 {tuple(hidden.shape)}", lambda: last(hidden),
@@ -75,10 +85,22 @@ def main() -> None:
         compare(f"local context of the last slice, float64 {tuple(y_hat.shape)}",
                 lambda: checkerboard_context(local, pack(y_hat, anchor=True)),
                 lambda: pack(local(torch.where(anchor, y_hat, 0.0)), anchor=False), args.repeats, 1e-9)
-        for pages, before in (("memory kept", lambda: None), ("fresh pages", release_free_memory)):
+        compare(f"synthesis's last layer, float32 {tuple(activation.shape)}", lambda: synthesis_last(activation),
+                lambda: F.conv_transpose2d(activation, synthesis_last.weight, synthesis_last.bias, stride=2,
+                                           padding=2, output_padding=1), args.repeats, 1e-4)
+        held = {}
+
+        def copy_input(fresh_pages: bool):
+            def before():  # the block's input is a layer's output: already in memory
+                held["input"] = activation.clone()
+                if fresh_pages:
+                    release_free_memory()
+            return before
+
+        for pages, fresh_pages in (("memory kept", False), ("fresh pages", True)):
             compare(f"first residual block, float32 {tuple(activation.shape)}, {pages}",
-                    lambda: block.add_in_bands_(activation.clone()), lambda: block(activation.clone()),
-                    args.repeats, 1e-4, before)
+                    lambda: block.add_in_bands_(held["input"]), lambda: block(held["input"]),
+                    args.repeats, 1e-4, copy_input(fresh_pages))
 
     def folded():
         with torch.no_grad():

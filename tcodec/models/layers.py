@@ -32,6 +32,34 @@ class StrideOneTransposedConv(nn.ConvTranspose2d):
         return F.conv2d(x, weight, self.bias, padding=self.kernel_size[0] - 1 - self.padding[0])
 
 
+class PhaseTransposedConv(nn.ConvTranspose2d):
+    """A 5x5, stride-2 transposed convolution (padding 2, output padding 1) that, when no
+    gradient is needed, runs as a 3x3 convolution whose output channels are the four output
+    phases (row and column parity), then a pixel shuffle. The same sums and weights; for the
+    synthesis's last layer (64 to 3 channels), where torch's transposed kernel is slow, it is
+    ~30% faster (``benchmarks/bench_taco_layers.py``)."""
+
+    # For output phase p (0: even, 1: odd) and 3x3 window position j (input offset j - 1),
+    # the 5x5 kernel tap used; 5 points at a zero row/column padded onto the kernel.
+    _TAPS = ((4, 2, 0), (5, 3, 1))
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        return F.pixel_shuffle(F.conv2d(x, self.phase_weight(), self.bias.repeat_interleave(4), padding=1), 2)
+
+    def phase_weight(self) -> Tensor:
+        """(out · 4, in, 3, 3): output channel c·4 + 2·row phase + column phase, pixel
+        shuffle's order."""
+        taps = torch.tensor(self._TAPS, device=self.weight.device)
+        padded = F.pad(self.weight, (0, 1, 0, 1))  # (in, out, 6, 6)
+        gathered = padded[:, :, taps[:, :, None, None], taps[None, None, :, :]]  # (in, out, 2, 3, 2, 3)
+        return gathered.permute(1, 2, 4, 0, 3, 5).reshape(self.out_channels * 4, self.in_channels, 3, 3)
+
+
 class ResidualBottleneck(nn.Module):
     """x + (1x1 -> 3x3 -> 1x1 at half width): ELIC's cheap residual block."""
 
@@ -51,8 +79,9 @@ class ResidualBottleneck(nn.Module):
         """``forward(x)`` written over ``x``, band by band of ``rows`` rows: for inference,
         on an activation that nothing else holds. The 3x3 convolution's input and output and
         the branch's output then exist for one band at a time, not at full size: at half
-        resolution that is ~37 MB fewer fresh pages and a faster block
-        (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
+        resolution ~37 MB fewer fresh pages. Where pages are fresh (the first image of a
+        process) the block is faster (39 against 47 ms median); with memory kept, ~2 ms
+        slower (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
 
         The first 1x1 convolution runs at full size first, because a band's 3x3 needs the
         row above the band, which the band before has already overwritten in ``x``.

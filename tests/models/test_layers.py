@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 
 from tcodec.models.layers import (  # noqa: E402
     Extractor,
+    PhaseTransposedConv,
     ResidualBottleneck,
     StrideOneTransposedConv,
     checkerboard,
@@ -104,3 +105,18 @@ def test_run_layer_bands_residual_blocks_only_without_gradients():
     out = run_layer(block, y)  # training: a new tensor, gradients flow
     out.sum().backward()
     assert out is not y and y.grad is not None
+
+
+@pytest.mark.parametrize("height, width", [(5, 7), (1, 1), (8, 3)])
+def test_phase_transposed_conv_equals_the_transposed_conv(height, width):
+    torch.manual_seed(0)
+    layer = PhaseTransposedConv(6, 3).double()
+    reference = deconv(6, 3).double()
+    reference.load_state_dict(layer.state_dict())  # the same weights under the same names
+    x = latent(channels=6, height=height, width=width)
+    with torch.no_grad():
+        phased = layer(x)
+    assert phased.shape == (1, 3, 2 * height, 2 * width)
+    assert torch.allclose(phased, reference(x), rtol=0, atol=1e-12)
+    layer(x).sum().backward()  # with gradients: torch's transposed convolution, as trained
+    assert layer.weight.grad is not None
