@@ -130,7 +130,11 @@ class Injector(nn.Module):
         tokens = self.image_norm(image.flatten(2).transpose(1, 2))
         text = self.text_norm(self.text_feature_dim_proj(text))
         attended, _ = self.cross_attn(tokens, text, text, need_weights=False)
-        return (tokens + self.gamma * attended).transpose(1, 2).reshape(b, c, h, w)
+        if torch.is_grad_enabled():  # the gain's gradient needs ``attended`` as it is
+            out = tokens + self.gamma * attended
+        else:  # the same values, without two more image-sized tensors
+            out = attended.mul_(self.gamma).add_(tokens)
+        return out.transpose(1, 2).reshape(b, c, h, w)
 
 
 class Extractor(nn.Module):

@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 
 from tcodec.models.layers import (  # noqa: E402
     Extractor,
+    Injector,
     PhaseTransposedConv,
     ResidualBottleneck,
     StrideOneTransposedConv,
@@ -120,3 +121,14 @@ def test_phase_transposed_conv_equals_the_transposed_conv(height, width):
     assert torch.allclose(phased, reference(x), rtol=0, atol=1e-12)
     layer(x).sum().backward()  # with gradients: torch's transposed convolution, as trained
     assert layer.weight.grad is not None
+
+
+def test_injector_without_gradients_equals_its_training_form():
+    torch.manual_seed(0)
+    injector = Injector(16, 32, heads=4).double()
+    torch.nn.init.normal_(injector.gamma, 0.5, 0.3)
+    image = torch.randn(2, 16, 6, 10, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    text = torch.randn(2, 5, 32, dtype=torch.float64)
+    trained_form = injector(image, text)
+    with torch.no_grad():
+        assert torch.equal(injector(image, text), trained_form)
