@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from tcodec.backends.taco import DEFAULT_MODEL
-from tcodec.bench.measure import release_free_memory
+from tcodec.memory import release_free_memory
 from tcodec.models.layers import Extractor, PhaseTransposedConv, ResidualBottleneck, checkerboard, checkerboard_context, pack
 from tcodec.weights import load_model
 

@@ -25,6 +25,7 @@ from tcodec.caption_files import CaptionSource, read_jsonl
 from tcodec.errors import InputError, OutputError, TcodecError, one_line
 from tcodec.fileio import write_atomic
 from tcodec.images import load_image
+from tcodec.memory import keep_freed_memory
 from tcodec.rate_search import byte_budget
 
 EXIT_SOME_FAILED = 6
@@ -41,6 +42,7 @@ _debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
 
 def main() -> None:
     """Console-script entry point."""
+    keep_freed_memory()  # before anything big is allocated; see tcodec.memory
     # Typer itself turns usage errors into exit code 2 and Ctrl-C into 130.
     try:
         app()

@@ -17,8 +17,6 @@ as unavailable. GPU memory, when a learned backend uses CUDA, is torch's own pea
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import os
 import re
 import sys
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tcodec.bench.codecs import BenchCodec
+from tcodec.memory import release_free_memory
 
 _PROC = Path("/proc/self")
 _WARMED: set[str] = set()
@@ -106,25 +105,6 @@ class PeakMemory:
             self.peak_gpu_mib = self._cuda.max_memory_allocated() / 2**20
 
 
-def release_free_memory() -> None:
-    """Hand freed memory back to the system (gc, then glibc's malloc_trim where there is one),
-    so that what runs next starts from fresh pages, as a new process would."""
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (e.g. musl)
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _reset_high_water_mark() -> bool:
