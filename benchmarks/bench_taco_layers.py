@@ -4,7 +4,8 @@
 
 With a packaged model's own layers, at the sizes a 768x512 image gives them, interleaved
 runs, median and best: hyper synthesis's last layer in float64 as a convolution
-(``StrideOneTransposedConv``) and as torch's transposed convolution; the last slice's local
+(``StrideOneTransposedConv``) and as torch's transposed convolution, and in float32 against
+float64 (what the float64 that coding needs costs); the last slice's local
 context in float64 from the anchor taps (``checkerboard_context``) and as the dense 5x5
 convolution; the extractor at 1/8 with its attention folded (no gradient) and as trained;
 the synthesis's last layer (64 to 3 channels) as a phase convolution
@@ -19,6 +20,7 @@ Each pair is also checked to agree.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -63,6 +65,7 @@ def main() -> None:
 
     last = model.h_s.increase[-1]
     hidden = torch.rand(1, last.in_channels, height, width, generator=generator, dtype=torch.float64)
+    last_float32, hidden_float32 = copy.deepcopy(last).float(), hidden.float()
     local = model.local_context[-1]
     y_hat = torch.randn(1, local.in_channels, height, width, generator=generator, dtype=torch.float64) * 4
     anchor, _ = checkerboard(height, width)
@@ -82,6 +85,8 @@ def main() -> None:
         compare(f"hyper synthesis's last layer, float64 {tuple(hidden.shape)}", lambda: last(hidden),
                 lambda: F.conv_transpose2d(hidden, last.weight, last.bias, padding=last.padding),
                 args.repeats, 1e-9)
+        compare(f"hyper synthesis's last layer, float32 (not for coding: float32 differs between machines) against "
+                f"float64", lambda: last_float32(hidden_float32), lambda: last(hidden), args.repeats, 1e-3)
         compare(f"local context of the last slice, float64 {tuple(y_hat.shape)}",
                 lambda: checkerboard_context(local, pack(y_hat, anchor=True)),
                 lambda: pack(local(torch.where(anchor, y_hat, 0.0)), anchor=False), args.repeats, 1e-9)

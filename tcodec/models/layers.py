@@ -36,8 +36,8 @@ class PhaseTransposedConv(nn.ConvTranspose2d):
     """A 5x5, stride-2 transposed convolution (padding 2, output padding 1) that, when no
     gradient is needed, runs as a 3x3 convolution whose output channels are the four output
     phases (row and column parity), then a pixel shuffle. The same sums and weights; for the
-    synthesis's last layer (64 to 3 channels), where torch's transposed kernel is slow, it is
-    ~30% faster (``benchmarks/bench_taco_layers.py``)."""
+    synthesis's last layer (64 to 3 channels), where torch's transposed kernel is slow, it
+    took 19-21 ms against 27-29 (``benchmarks/bench_taco_layers.py``)."""
 
     # For output phase p (0: even, 1: odd) and 3x3 window position j (input offset j - 1),
     # the 5x5 kernel tap used; 5 points at a zero row/column padded onto the kernel.
@@ -80,8 +80,8 @@ class ResidualBottleneck(nn.Module):
         on an activation that nothing else holds. The 3x3 convolution's input and output and
         the branch's output then exist for one band at a time, not at full size: at half
         resolution ~37 MB fewer fresh pages. Where pages are fresh (the first image of a
-        process) the block is faster (39 against 47 ms median); with memory kept, ~2 ms
-        slower (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
+        process) the block is faster (38-39 against 45-47 ms median); with memory kept, no
+        clear difference (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
 
         The first 1x1 convolution runs at full size first, because a band's 3x3 needs the
         row above the band, which the band before has already overwritten in ``x``.
