@@ -105,8 +105,6 @@ class PeakMemory:
             self.peak_gpu_mib = self._cuda.max_memory_allocated() / 2**20
 
 
-
-
 def _reset_high_water_mark() -> bool:
     try:
         (_PROC / "clear_refs").write_text("5")  # 5: reset the peak RSS (Linux >= 4.0)
