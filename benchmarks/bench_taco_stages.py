@@ -5,7 +5,9 @@
 Model loaded once; each stage timed as the best of --repeats runs, 2 threads: the text
 encoder (MiniLM), the analysis transform, then per quality the rest of an encode
 (hyperprior, float64 entropy-parameter networks, range coder) and a whole decode; the
-time inside the range coder (numpy + constriction) is shown beside each.
+time inside the range coder (numpy + constriction) is shown beside each. The same again with
+the entropy-parameter networks in float32, which is not safe to code with (float32 differs
+between machines) but shows what integer networks computed in float32 could approach.
 
 Then whole ``tcodec.encode`` / ``tcodec.decode`` calls, median and best of --repeats, two
 ways: "warm", memory kept between calls, as in a process that codes a folder; and "cold",
@@ -17,6 +19,7 @@ as in a new process.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -84,16 +87,30 @@ def main() -> None:
         print(f"{args.model} on {args.image.name} ({args.threads} threads, best of {args.repeats}): "
               f"text encoder {1000 * text_s:.0f} ms, analysis transform {1000 * analysis_s:.0f} ms")
         for quality in (float(q) for q in args.qualities.split(",")):
-            def encode():
-                coder = TensorCoder.writer()
-                model.compress_analysed(y, coder, quality=quality)
-                return coder.to_bytes()
-            data, encode_s, encode_coder_s = best(encode, args.repeats, clock)
-            _, decode_s, decode_coder_s = best(
-                lambda: model.decompress(TensorCoder.reader(data), z_size, quality=quality), args.repeats, clock)
-            print(f"  q{quality:g}: rest of encode {1000 * encode_s:.0f} ms (range coder {1000 * encode_coder_s:.0f}), "
-                  f"decode {1000 * decode_s:.0f} ms (range coder {1000 * decode_coder_s:.0f}), {len(data):,} bytes")
+            for label, coding_model in (("", model), (" parameter networks in float32", float32_networks(model))):
+                def encode():
+                    coder = TensorCoder.writer()
+                    coding_model.compress_analysed(y, coder, quality=quality)
+                    return coder.to_bytes()
+                data, encode_s, encode_coder_s = best(encode, args.repeats, clock)
+                decoded, decode_s, decode_coder_s = best(
+                    lambda: coding_model.decompress(TensorCoder.reader(data), z_size, quality=quality),
+                    args.repeats, clock)
+                print(f"  q{quality:g}{label}: rest of encode {1000 * encode_s:.0f} ms "
+                      f"(range coder {1000 * encode_coder_s:.0f}), decode {1000 * decode_s:.0f} ms "
+                      f"(range coder {1000 * decode_coder_s:.0f}), {len(data):,} bytes")
     whole_operations(args)
+
+
+def float32_networks(model):
+    """A copy of ``model`` whose entropy-parameter networks run in float32: NOT a way to code
+    (float32 results differ between machines, so another machine may not decode its files);
+    its times bound what integer networks computed with float32 arithmetic could reach."""
+    fast = copy.deepcopy(model)
+    for network in fast.parameter_networks():
+        network.float()
+    fast._dequantize_z = lambda z_symbols: model._dequantize_z(z_symbols).float()
+    return fast
 
 
 def whole_operations(args) -> None:
