@@ -85,8 +85,8 @@ def main() -> None:
         compare(f"hyper synthesis's last layer, float64 {tuple(hidden.shape)}", lambda: last(hidden),
                 lambda: F.conv_transpose2d(hidden, last.weight, last.bias, padding=last.padding),
                 args.repeats, 1e-9)
-        compare(f"hyper synthesis's last layer, float32 (not for coding: float32 differs between machines) against "
-                f"float64", lambda: last_float32(hidden_float32), lambda: last(hidden), args.repeats, 1e-3)
+        compare(f"hyper synthesis's last layer {tuple(hidden.shape)}, float32 (not for coding: float32 differs "
+                "between machines) against float64", lambda: last_float32(hidden_float32), lambda: last(hidden), args.repeats, 1e-3)
         compare(f"local context of the last slice, float64 {tuple(y_hat.shape)}",
                 lambda: checkerboard_context(local, pack(y_hat, anchor=True)),
                 lambda: pack(local(torch.where(anchor, y_hat, 0.0)), anchor=False), args.repeats, 1e-9)

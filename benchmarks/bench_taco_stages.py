@@ -86,14 +86,15 @@ def main() -> None:
         y, analysis_s, _ = best(lambda: model.analyse(x, text), args.repeats, clock)
         print(f"{args.model} on {args.image.name} ({args.threads} threads, best of {args.repeats}): "
               f"text encoder {1000 * text_s:.0f} ms, analysis transform {1000 * analysis_s:.0f} ms")
+        forms = (("", model), (" parameter networks in float32", float32_networks(model)))
         for quality in (float(q) for q in args.qualities.split(",")):
-            for label, coding_model in (("", model), (" parameter networks in float32", float32_networks(model))):
+            for label, coding_model in forms:
                 def encode():
                     coder = TensorCoder.writer()
                     coding_model.compress_analysed(y, coder, quality=quality)
                     return coder.to_bytes()
                 data, encode_s, encode_coder_s = best(encode, args.repeats, clock)
-                decoded, decode_s, decode_coder_s = best(
+                _, decode_s, decode_coder_s = best(
                     lambda: coding_model.decompress(TensorCoder.reader(data), z_size, quality=quality),
                     args.repeats, clock)
                 print(f"  q{quality:g}{label}: rest of encode {1000 * encode_s:.0f} ms "

@@ -335,18 +335,18 @@ class TacoModel(CompressionModel):
         """
         dtype = torch.float64
         hyper = self.h_s(z_hat)
-        hyper_anchor, hyper_nonanchor = pack(hyper, anchor=True), pack(hyper, anchor=False)
+        hyper_anchor, hyper_nonanchor = _halves(hyper)
         y_slices = y.to(dtype).split(self.config.slices, dim=1) if y is not None else [None] * len(self.config.slices)
         decoded: list[Tensor] = []
         for i, y_slice in enumerate(y_slices):
             channel_ctx = self._channel_context(i, decoded)
-            ctx_anchor, ctx_nonanchor = (None, None) if channel_ctx is None else (
-                pack(channel_ctx, anchor=True), pack(channel_ctx, anchor=False))
+            ctx_anchor, ctx_nonanchor = _halves(channel_ctx)
+            y_anchor, y_nonanchor = _halves(y_slice)
             scales, means = self._anchor_parameters(i, hyper_anchor, ctx_anchor)
-            y_hat_anchor = self._code_pass(coder, scales, means, None if y_slice is None else pack(y_slice, anchor=True))
+            y_hat_anchor = self._code_pass(coder, scales, means, y_anchor)
             local_ctx = checkerboard_context(self.local_context[i], y_hat_anchor)
             scales, means = self._nonanchor_parameters(i, hyper_nonanchor, ctx_nonanchor, local_ctx)
-            y_hat_nonanchor = self._code_pass(coder, scales, means, None if y_slice is None else pack(y_slice, anchor=False))
+            y_hat_nonanchor = self._code_pass(coder, scales, means, y_nonanchor)
             y_hat = hyper.new_empty((1, self.config.slices[i], *hyper.shape[-2:]))
             decoded.append(unpack_into(unpack_into(y_hat, y_hat_anchor, anchor=True), y_hat_nonanchor, anchor=False))
         return torch.cat(decoded, dim=1)
@@ -356,3 +356,8 @@ class TacoModel(CompressionModel):
         indexes = scale_indexes(self.gaussian_conditional, scales)
         symbols = None if y is None else torch.round(y - means)
         return coder.code_gaussian(symbols, indexes, self.gaussian_conditional).to(means.dtype) + means
+
+
+def _halves(x: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """``x``'s anchor and non-anchor positions, packed; (None, None) for None."""
+    return (None, None) if x is None else (pack(x, anchor=True), pack(x, anchor=False))
