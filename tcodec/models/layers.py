@@ -77,9 +77,10 @@ class ResidualBottleneck(nn.Module):
 
     def add_in_bands_(self, x: Tensor, rows: int = 32) -> Tensor:
         """``forward(x)`` written over ``x``, band by band of ``rows`` rows: for inference,
-        on an activation that nothing else holds. The 3x3 convolution's input and output and
-        the branch's output then exist for one band at a time, not at full size: at half
-        resolution ~37 MB fewer fresh pages. Where pages are fresh (the first image of a
+        on an activation that nothing else holds. The 3x3 convolution's output and the
+        branch's output then exist for one band at a time, not at full size: at half
+        resolution ~33 MB fewer fresh pages (37.5 MB of them at full size against ~4.7 MB
+        for one band; by the shapes). Where pages are fresh (the first image of a
         process) the block is faster (38-39 against 45-47 ms median); with memory kept, no
         clear difference (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
 
