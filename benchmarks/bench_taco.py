@@ -50,8 +50,7 @@ def prepared(config: TacoConfig) -> TacoModel:
     torch.manual_seed(0)
     model = TacoModel(config).eval()
     model.update(force=True)
-    for network in model.parameter_networks():
-        network.double()
+    model.prepare_for_coding()
     return model
 
 

@@ -27,7 +27,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tcodec.backends.taco import DEFAULT_MODEL
 from tcodec.memory import release_free_memory
 from tcodec.models.layers import Extractor, PhaseTransposedConv, ResidualBottleneck, checkerboard, checkerboard_context, pack
 from tcodec.weights import load_model
@@ -54,7 +53,8 @@ def compare(name: str, new, old, repeats: int, tolerance: float, before=lambda: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    # v3: the last model whose entropy-parameter networks code in float64 (v4's are integer)
+    parser.add_argument("--model", default="tcodec-taco-v3")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

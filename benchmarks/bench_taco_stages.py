@@ -4,10 +4,11 @@
 
 Model loaded once; each stage timed as the best of --repeats runs, 2 threads: the text
 encoder (MiniLM), the analysis transform, then per quality the rest of an encode
-(hyperprior, float64 entropy-parameter networks, range coder) and a whole decode; the
+(hyperprior, entropy-parameter networks, range coder) and a whole decode; the
 time inside the range coder (numpy + constriction) is shown beside each. The same again with
-the entropy-parameter networks in float32, which is not safe to code with (float32 differs
-between machines) but shows what integer networks computed in float32 could approach.
+the entropy-parameter networks in float32 (for a model whose networks code in float64),
+which is not safe to code with (float32 differs between machines) but shows what integer
+networks computed in float32 could approach.
 
 Then whole ``tcodec.encode`` / ``tcodec.decode`` calls, median and best of --repeats, two
 ways: "warm", memory kept between calls, as in a process that codes a folder; and "cold",
@@ -86,7 +87,9 @@ def main() -> None:
         y, analysis_s, _ = best(lambda: model.analyse(x, text), args.repeats, clock)
         print(f"{args.model} on {args.image.name} ({args.threads} threads, best of {args.repeats}): "
               f"text encoder {1000 * text_s:.0f} ms, analysis transform {1000 * analysis_s:.0f} ms")
-        forms = (("", model), (" parameter networks in float32", float32_networks(model)))
+        forms = [("", model)]
+        if not model.config.integer_bits:  # float64 networks: what float32 would give
+            forms.append((" parameter networks in float32", float32_networks(model)))
         for quality in (float(q) for q in args.qualities.split(",")):
             for label, coding_model in forms:
                 def encode():

@@ -62,6 +62,11 @@ class Recipe:
     seed: int = 0
     log_every: int = 50
     save_every: int = 500
+    # "all" trains the whole model (bpp + λ·MSE); "parameter_networks" trains only the
+    # entropy-parameter networks, for rate alone, on latents that the frozen analysis
+    # transform computes once for `latent_crops` crops (how integer networks are fitted)
+    stage: str = "all"
+    latent_crops: int = 2048
 
 
 def _read_config(path: Path) -> dict:
@@ -175,6 +180,8 @@ def batch_of(images, captions, recipe: Recipe, rng: random.Random):
 
 def train(config_path: Path) -> None:
     config, text_encoder, recipe = load_config(config_path)
+    if recipe.stage not in ("all", "parameter_networks"):
+        sys.exit(f"unknown stage {recipe.stage!r}: all or parameter_networks")
     torch.set_num_threads(recipe.threads)
     device = torch.device(recipe.device)
     rng = random.Random(recipe.seed)
@@ -190,16 +197,25 @@ def train(config_path: Path) -> None:
     print(f"{len(images)} images, {len(all_captions)} captions ready in {time.time() - started:.0f} s", flush=True)
 
     model = TacoModel(config)
-    step = 0
+    step, fresh_grids = 0, False
     start = checkpoint if checkpoint.is_file() else Path(recipe.init) if recipe.init else None
     if start is not None:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(start))
+        state = load_file(start)
+        # a float model's checkpoint starts an integer one: its grids are calibrated below
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        fresh_grids = bool(missing)
+        if unexpected or any(not key.endswith(INTEGER_BUFFERS) for key in missing):
+            model.load_state_dict(state)  # raises, naming the keys that do not fit
         step = json.loads(start.with_suffix(".json").read_text())["iteration"]
         print(f"resumed from {start} at iteration {step}", flush=True)
     started_at = step
     model.to(device).train()
+    if recipe.stage == "parameter_networks":
+        latents = analysed_latents(model, images, captions, text_cache, recipe, rng, device)
+        _train_parameter_networks(model, latents, recipe, checkpoint, step, fresh_grids or start is None)
+        return
     if recipe.freeze_text_adapter:
         for module in model.modules():
             if isinstance(module, (Injector, Extractor)):
@@ -233,6 +249,75 @@ def train(config_path: Path) -> None:
         aux_optimizer.step()
         step += 1
         totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(), aux_loss.item()]
+        if step % recipe.log_every == 0:
+            _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
+            totals, clock = np.zeros(4), time.time()
+        if step % recipe.save_every == 0 or step == recipe.iterations:
+            _save(model, checkpoint, step)
+
+
+INTEGER_BUFFERS = ("input_step", "output_step", "weight_step", "integer_weight", "integer_bias")
+
+
+@torch.no_grad()
+def analysed_latents(model: TacoModel, images, captions, text_cache: TextCache, recipe: Recipe,
+                     rng: random.Random, device: torch.device) -> torch.Tensor:
+    """y (before the rate gains) of ``recipe.latent_crops`` random crops, from the frozen
+    analysis transform, in batches of ``recipe.batch``."""
+    started, latents = time.time(), []
+    model.eval()
+    while sum(len(y) for y in latents) < recipe.latent_crops:
+        x, texts = batch_of(images, captions, recipe, rng)
+        latents.append(model.g_a(x.to(device), text_cache(texts).to(device)))
+    model.train()
+    print(f"{recipe.latent_crops} latents ready in {time.time() - started:.0f} s", flush=True)
+    return torch.cat(latents)[: recipe.latent_crops]
+
+
+def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: Recipe, checkpoint: Path,
+                              step: int, calibrate: bool) -> None:
+    """The "parameter_networks" stage: only the networks that compute the entropy
+    parameters learn, for the rate of y alone (the transforms, the gains and z's prior stay
+    as they are, so the distortion changes only through the means)."""
+    rates = model.config.rates
+    generator = torch.Generator().manual_seed(recipe.seed + step)
+
+    def batch():
+        picked = torch.randint(len(latents), (recipe.batch,), generator=generator)
+        quality = torch.rand(recipe.batch, generator=generator) * (rates - 1) + 1
+        return latents[picked], quality.to(latents.device)
+
+    def gained(y, quality):
+        gains = model.gains(quality)
+        return y if gains is None else y * gains[0]
+
+    if calibrate and model.config.integer_bits:
+        def run():
+            with torch.no_grad():
+                for _ in range(8):
+                    model.quantize_latent(gained(*batch()))
+        model.calibrate_integer_networks(run)
+        print("activation grids calibrated", flush=True)
+    model.requires_grad_(False)
+    trained = [p for network in model.parameter_networks() for p in network.parameters()]
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.Adam(trained, lr=recipe.lr)
+    log = checkpoint.with_suffix(".log.csv")
+    started_at, totals, clock = step, np.zeros(4), time.time()
+    while step < recipe.iterations:
+        y, quality = batch()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, recipe, started_at)
+        _, likelihoods = model.quantize_latent(gained(y, quality))
+        pixels = (y.shape[-2] * 16) * (y.shape[-1] * 16)
+        y_bpp = -torch.log2(likelihoods["y"]).flatten(1).sum(1).mean() / pixels
+        optimizer.zero_grad()
+        y_bpp.backward()
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        optimizer.step()
+        step += 1
+        totals += [y_bpp.item(), y_bpp.item(), 0.0, 0.0]  # the log's loss and bpp: y's estimated bits
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
             totals, clock = np.zeros(4), time.time()

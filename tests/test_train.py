@@ -146,3 +146,44 @@ def test_a_branch_may_change_the_model_table_too(tmp_path):
     base_model, _, _ = train.load_config(tmp_path / "run.toml")
     assert model.scale_table == (0.11, 64.0, 160) and base_model.scale_table == (0.11, 256.0, 64)
     assert (model.rates, model.N, recipe.lr) == (base_model.rates, base_model.N, 1e-5)
+
+
+def test_the_parameter_networks_stage_makes_an_integer_model_that_codes(tmp_path):
+    """From a float checkpoint: grids calibrated, only the parameter networks learn (for
+    rate), then a resume keeps the grids, and the export codes with exact integers."""
+    from safetensors.torch import load_file
+
+    from tcodec.models.coding import TensorCoder
+
+    write_run(tmp_path, 2)
+    train.train(tmp_path / "run.toml")
+    stage = tmp_path / "integer.toml"
+    stage.write_text('base = "run.toml"\n[model]\ninteger_bits = 10\n[train]\nstage = "parameter_networks"\n'
+                     'checkpoint = "integer/model.safetensors"\ninit = "run/model.safetensors"\n'
+                     'iterations = 4\nlatent_crops = 6\nlr = 1e-3\n')
+    train.train(stage)
+    before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "integer" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("g_a.", "g_s.", "h_a.", "rate_")))
+    assert not torch.equal(before["h_s.increase.0.weight"], after["h_s.increase.0.weight"])
+    assert after["h_s.increase.2.input_step"][0] == after["h_s.increase.0.output_step"]  # calibrated, linked
+    grids = {k: v for k, v in after.items() if k.endswith("_step") and "weight" not in k}
+    stage.write_text(stage.read_text().replace("iterations = 4", "iterations = 6"))
+    train.train(stage)  # resumes its own checkpoint: the grids stay
+    resumed = load_file(tmp_path / "integer" / "model.safetensors")
+    assert all(torch.equal(resumed[k], v) for k, v in grids.items())
+    assert json.loads((tmp_path / "integer" / "model.json").read_text()) == {"iteration": 6}
+
+    loaded = load_model(str(train.export(stage, "tiny-integer", tmp_path / "exported"))).model
+    coder = TensorCoder.writer()
+    x = torch.rand(1, 3, 64, 128)
+    loaded.compress(x, torch.zeros(1, 4, 384), coder, quality=2.0)
+    reader = TensorCoder.reader(coder.to_bytes())
+    assert loaded.decompress(reader, (1, 2), quality=2.0).shape == (1, 3, 64, 128)
+    reader.stream.check_exhausted()
+
+
+def test_an_unknown_stage_is_refused(tmp_path):
+    write_run(tmp_path, 2)
+    (tmp_path / "odd.toml").write_text('base = "run.toml"\n[train]\nstage = "decoder"\n')
+    with pytest.raises(SystemExit, match="unknown stage"):
+        train.train(tmp_path / "odd.toml")

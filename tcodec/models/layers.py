@@ -267,9 +267,11 @@ def _interleave_rows(even: Tensor, odd: Tensor) -> Tensor:
     return torch.stack([even, odd], dim=-2).flatten(-3, -2)
 
 
-def checkerboard_context(conv: nn.Conv2d, anchors: Tensor) -> Tensor:
+def checkerboard_context(conv: nn.Conv2d, anchors: Tensor, weight: Tensor | None = None,
+                         bias: Tensor | None = None) -> Tensor:
     """``pack(conv(unpack(anchors)), anchor=False)`` for a 5x5, padding-2 convolution,
     computed from the taps that meet anchors only: 24% of the dense multiply-adds.
+    ``weight`` and ``bias``, when given, stand in for the layer's own (integer layers).
 
     An output at a non-anchor position sees anchors through the taps whose row and column
     offsets differ in parity: 3x2 taps (even rows) and 2x3 taps (odd rows). Per output
@@ -277,11 +279,13 @@ def checkerboard_context(conv: nn.Conv2d, anchors: Tensor) -> Tensor:
     """
     if conv.kernel_size != (5, 5) or conv.padding != (2, 2):
         raise ValueError("checkerboard_context takes a 5x5 convolution with padding 2")
+    weight = conv.weight if weight is None else weight
+    bias = conv.bias if bias is None else bias
     even, odd = _split_rows(anchors)  # anchors of even rows (odd columns), of odd rows
-    even_row_taps, odd_row_taps = conv.weight[..., 0::2, 1::2], conv.weight[..., 1::2, 0::2]  # 3x2, 2x3
+    even_row_taps, odd_row_taps = weight[..., 0::2, 1::2], weight[..., 1::2, 0::2]  # 3x2, 2x3
     # F.pad: (left, right, top, bottom)
-    top_left = (F.conv2d(F.pad(even, (1, 0, 1, 1)), even_row_taps, conv.bias)
+    top_left = (F.conv2d(F.pad(even, (1, 0, 1, 1)), even_row_taps, bias)
                 + F.conv2d(F.pad(odd, (1, 1, 1, 0)), odd_row_taps))
-    bottom_right = (F.conv2d(F.pad(even, (1, 1, 0, 1)), odd_row_taps, conv.bias)
+    bottom_right = (F.conv2d(F.pad(even, (1, 1, 0, 1)), odd_row_taps, bias)
                     + F.conv2d(F.pad(odd, (0, 1, 1, 1)), even_row_taps))
     return _interleave_rows(top_left, bottom_right)

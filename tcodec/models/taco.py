@@ -18,9 +18,11 @@ on y that select the rate from one model (Cui et al., CVPR 2021); the official
 single-rate configuration has none.
 
 Determinism: during coding, the networks that compute entropy parameters run in
-float64 and every scale is snapped to an index of the model's scale table, whose
-integer CDFs (frozen by :meth:`TacoModel.update`) are what the coder uses. Encoder and
-decoder run the same function, :meth:`TacoModel._code_latent`.
+float64, or, in a model with ``integer_bits`` (tcodec-taco-v4 on), as integer networks
+that float32 computes exactly (:mod:`tcodec.models.integer`); every scale is snapped to
+an index of the model's scale table, whose integer CDFs (frozen by
+:meth:`TacoModel.update`) are what the coder uses. Encoder and decoder run the same
+function, :meth:`TacoModel._code_latent`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ with warnings.catch_warnings():  # CompressAI 1.2.8 scripts a function at import
     from compressai.models import CompressionModel
     from compressai.models.base import get_scale_table
 
+from tcodec.models.integer import FINAL, SIGNED, IntegerLayer, calibrate, integer_layers, integer_network
 from tcodec.models.layers import (
     ChannelContext,
     EntropyParameters,
@@ -72,6 +75,9 @@ class TacoConfig:
     # tcodec-taco-v2's Kodak files 0.2-0.6% smaller with the same pixels (scales beyond 64
     # are rare and cost next to nothing).
     scale_table: tuple[float, float, int] = (0.11, 256.0, 64)
+    # 0: the entropy-parameter networks code in float64. Otherwise they are integer networks
+    # (tcodec.models.integer) with activations of this many bits, exact in float32.
+    integer_bits: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slices", tuple(self.slices))
@@ -203,6 +209,8 @@ class TacoModel(CompressionModel):
         )
         self.gaussian_conditional = GaussianConditional(None)
         self.entropy_bottleneck = EntropyBottleneck(N)
+        if config.integer_bits:
+            self._make_integer(config.integer_bits)
         if config.rates:
             # log-gains keep the gains positive; quality 1 (coarse) .. rates (fine)
             levels = torch.linspace(-1.0, 1.0, config.rates).view(-1, 1).repeat(1, M)
@@ -210,10 +218,52 @@ class TacoModel(CompressionModel):
             self.rate_log_inverse_gain = nn.Parameter(-levels.clone())
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
-        """Freeze the integer CDFs, by default over the config's scale table."""
+        """Freeze the integer CDFs, by default over the config's scale table, and the
+        integer networks' weights (if any)."""
         if scale_table is None:
             scale_table = get_scale_table(*self.config.scale_table)
+        for layer in self.integer_layers():
+            layer.freeze()
         return super().update(scale_table, force=force, update_quantiles=update_quantiles)
+
+    # --- integer entropy-parameter networks ----------------------------------------------
+
+    def _make_integer(self, bits: int) -> None:
+        self.h_s.increase = integer_network(self.h_s.increase, bits, SIGNED, quantize_input=True)
+        for i in range(len(self.config.slices)):
+            self.local_context[i] = integer_network(self.local_context[i], bits, SIGNED, quantize_input=True)
+            if i:
+                context = self.channel_context[i]
+                context.fushion = integer_network(context.fushion, bits, SIGNED, quantize_input=True)
+            for parameters in (self.entropy_parameters_anchor[i], self.entropy_parameters_nonanchor[i]):
+                parameters.fusion = integer_network(parameters.fusion, bits, FINAL, quantize_input=False)
+
+    def integer_layers(self) -> list[IntegerLayer]:
+        return integer_layers(self.parameter_networks())
+
+    def calibrate_integer_networks(self, run) -> None:
+        """Set the activation grids from the float networks' values while ``run()`` runs
+        the model (:func:`tcodec.models.integer.calibrate`); the entropy parameters' input
+        grids are then their producers' output grids."""
+        calibrate(self.parameter_networks(), run)
+        hyper = self.h_s.increase[-1].output_step
+        for i, c in enumerate(self.config.slices):
+            context = [self.channel_context[i].fushion[-1].output_step.expand(2 * c)] if i else []
+            local = [self.local_context[i].output_step.expand(2 * c)]
+            hyper_part = [hyper.expand(2 * self.config.M)]
+            self.entropy_parameters_anchor[i].fusion[0].input_step.copy_(torch.cat(context + hyper_part))
+            self.entropy_parameters_nonanchor[i].fusion[0].input_step.copy_(torch.cat(local + context + hyper_part))
+
+    def prepare_for_coding(self) -> None:
+        """Integer networks run their frozen integers (refused if a sum could leave the
+        exact range); float networks run in float64."""
+        if self.config.integer_bits:
+            for layer in self.integer_layers():
+                layer.check_exact()
+                layer.exact = True
+        else:
+            for network in self.parameter_networks():
+                network.to(torch.float64)
 
     # --- rate control ---------------------------------------------------------------
 
@@ -241,6 +291,13 @@ class TacoModel(CompressionModel):
         y = self.g_a(x, text)
         if gains is not None:
             y = y * gains[0]
+        y_hat, likelihoods = self.quantize_latent(y)
+        if gains is not None:
+            y_hat = y_hat * gains[1]
+        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
+
+    def quantize_latent(self, y: Tensor) -> tuple[Tensor, dict]:
+        """ŷ and the likelihoods of y and z, for training, from y after the rate gains."""
         z = self.h_a(y).float()  # likelihoods in float32 even under bf16 autocast
         _, z_likelihoods = self.entropy_bottleneck(z)
         medians = self.entropy_bottleneck._get_medians()
@@ -259,13 +316,7 @@ class TacoModel(CompressionModel):
             _, likelihoods = self.gaussian_conditional(y_slice.float(), scales.float(), means.float())
             y_hat_slices.append(torch.where(anchor, y_hat_anchor, ste_round(y_slice - means) + means))
             y_likelihoods.append(likelihoods)
-        y_hat = torch.cat(y_hat_slices, dim=1)
-        if gains is not None:
-            y_hat = y_hat * gains[1]
-        return {
-            "x_hat": self.g_s(y_hat),
-            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
-        }
+        return torch.cat(y_hat_slices, dim=1), {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods}
 
     def _channel_context(self, i: int, decoded: list[Tensor]) -> Tensor | None:
         return self.channel_context[i](torch.cat(decoded, dim=1)) if i else None
@@ -281,7 +332,8 @@ class TacoModel(CompressionModel):
     # --- coding -----------------------------------------------------------------------
 
     def parameter_networks(self) -> list[nn.Module]:
-        """The networks whose outputs reach the entropy coder (run in float64 when coding)."""
+        """The networks whose outputs reach the entropy coder (float64 or exact integers
+        when coding: :meth:`prepare_for_coding`)."""
         return [self.h_s, self.local_context, self.channel_context,
                 self.entropy_parameters_anchor, self.entropy_parameters_nonanchor]
 
@@ -325,7 +377,7 @@ class TacoModel(CompressionModel):
         return z_symbols.to(medians.device).double() + medians
 
     def _code_latent(self, z_hat: Tensor, coder, y: Tensor | None = None) -> Tensor:
-        """Walk the slices and checkerboard passes in coding order, in float64.
+        """Walk the slices and checkerboard passes in coding order, ŷ in float64.
 
         With ``y`` (encoding) each pass is quantised and its symbols go to the coder;
         without (decoding) they come from it. Both sides compute the same parameters
@@ -344,10 +396,11 @@ class TacoModel(CompressionModel):
             y_anchor, y_nonanchor = _halves(y_slice)
             scales, means = self._anchor_parameters(i, hyper_anchor, ctx_anchor)
             y_hat_anchor = self._code_pass(coder, scales, means, y_anchor)
-            local_ctx = checkerboard_context(self.local_context[i], y_hat_anchor)
+            local = self.local_context[i]
+            local_ctx = local.checkerboard(y_hat_anchor) if self.config.integer_bits else checkerboard_context(local, y_hat_anchor)
             scales, means = self._nonanchor_parameters(i, hyper_nonanchor, ctx_nonanchor, local_ctx)
             y_hat_nonanchor = self._code_pass(coder, scales, means, y_nonanchor)
-            y_hat = hyper.new_empty((1, self.config.slices[i], *hyper.shape[-2:]))
+            y_hat = torch.empty((1, self.config.slices[i], *hyper.shape[-2:]), dtype=dtype, device=hyper.device)
             decoded.append(unpack_into(unpack_into(y_hat, y_hat_anchor, anchor=True), y_hat_nonanchor, anchor=False))
         return torch.cat(decoded, dim=1)
 
