@@ -1,6 +1,6 @@
 """Where the time of one taco encode and decode goes, with a packaged (trained) model.
 
-    python benchmarks/bench_taco_stages.py [--model tcodec-taco-v3] [--image ../shared/data/kodak/kodim01.png]
+    python benchmarks/bench_taco_stages.py [--model tcodec-taco-v4] [--image ../shared/data/kodak/kodim01.png]
 
 Model loaded once; each stage timed as the best of --repeats runs, 2 threads: the text
 encoder (MiniLM), the analysis transform, then per quality the rest of an encode

@@ -1,7 +1,7 @@
 """Train tcodec's own variable-rate TACO weights on the CPU (or a lent GPU), resumably.
 
-    python -m tcodec.train training/taco-v3-release.toml                         # starts, or resumes
-    python -m tcodec.train training/taco-v3-release.toml --export tcodec-taco-v3 # checkpoint -> package model
+    python -m tcodec.train training/taco-v4-release.toml                         # starts, or resumes
+    python -m tcodec.train training/taco-v4-release.toml --export tcodec-taco-v4 # checkpoint -> package model
 
 One model learns every rate: each sample of a batch draws a quality q in [1, rates]
 and its λ(q) (log-linear between the config's end points), and the loss is
@@ -9,6 +9,10 @@ bpp + λ(q)·255²·MSE averaged over the batch; the rate gains of the model fol
 Captions come with the images (COCO's human captions, ImageNet's "a photo of a ...")
 and are dropped to "" with some probability, so the model also works without text.
 Their MiniLM token states are computed once and cached.
+
+A second stage (``stage = "parameter_networks"``, how tcodec-taco-v4 was made) trains only
+the entropy-parameter networks, for rate, on latents of the frozen analysis transform: to
+fit integer networks (``integer_bits``) to a trained model, quantisation-aware.
 
 Checkpoints hold the model weights only (safetensors) and a small JSON with the
 iteration; a restarted run continues from them (Adam's moments start afresh, with a

@@ -199,7 +199,8 @@ def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = 
     density (CompressAI's bisection), so the z tables cover z whether or not the
     auxiliary loss had converged. ``half`` stores the parameters as float16 (they are
     rounded before the tables are frozen, so the tables fit the stored model); buffers
-    such as the scale table stay float32 and the CDFs integer.
+    such as the scale table stay float32 and the CDFs integer. The float weights of
+    integer layers are left out: loading derives them from the frozen integers.
     """
     import torch
     from safetensors.torch import save
@@ -214,9 +215,10 @@ def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = 
     config = {"architecture": "taco", "taco": model.config.to_dict(), "text_encoder": text_encoder, **extra}
     parameters = {name for name, _ in model.named_parameters()}
     store = torch.float16 if half else torch.float32
+    derived = model.derived_state_keys()  # the integer layers' float weights: not needed to code
     state = {k: v.detach().to(store if k in parameters else torch.float32).contiguous()
              if v.is_floating_point() else v.contiguous()
-             for k, v in model.state_dict().items()}
+             for k, v in model.state_dict().items() if k not in derived}
     # each file whole or not at all; a model being replaced is replaced on purpose (import, export)
     write_atomic(folder / WEIGHTS_FILE, save(state), overwrite=True)
     write_atomic(folder / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),

@@ -20,7 +20,7 @@ from tcodec.backends.base import Backend, ImageEncoder, Payload, quality_grid
 from tcodec.container import Container
 from tcodec.errors import FormatError, InputError, ModelNotFoundError
 
-DEFAULT_MODEL = "tcodec-taco-v3"
+DEFAULT_MODEL = "tcodec-taco-v4"
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
 # Memory grows with the coded area: about 4 GB of activations for 16 megapixels at the

@@ -40,6 +40,11 @@ WEIGHT_LEVELS = 127  # weights are int8
 RELU, SIGNED, FINAL = "relu", "signed", "final"
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """float32 on the CPU (direct convolutions: exact); float64 elsewhere (see above)."""
+    return torch.float32 if device.type == "cpu" else torch.float64
+
+
 def ste_round(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()
 
@@ -158,6 +163,17 @@ class IntegerLayer:
         self.integer_bias.copy_(bias.to(torch.int32))
         self._exact_cache.clear()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A packaged model stores the frozen integers only (what coding uses): the float
+        weights are then the integers times their steps."""
+        if prefix + "weight" not in state_dict and prefix + "integer_weight" in state_dict:
+            step = state_dict[prefix + "weight_step"].float()
+            inputs = state_dict[prefix + "input_step"].float()
+            weight = state_dict[prefix + "integer_weight"].float() * self._per(step, self.out_axis)
+            state_dict[prefix + "weight"] = weight / self._per(inputs, 1 - self.out_axis)
+            state_dict[prefix + "bias"] = state_dict[prefix + "integer_bias"].float() * step
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def check_exact(self) -> None:
         """Raise ValueError unless the frozen integers keep every sum within EXACT_LIMIT."""
         if not bool((self.weight_step > 0).all()):
@@ -168,7 +184,7 @@ class IntegerLayer:
     def exact_forward(self, x: Tensor) -> Tensor:
         """Integers in (any float dtype holding integers, or real values when the layer
         quantises its input), integers out (real float64 values for a final layer)."""
-        compute = torch.float32 if x.device.type == "cpu" else torch.float64
+        compute = compute_dtype(x.device)
         if self.quantize_input:
             x = self.quantize(x)
         weight, bias = self.exact_weights(compute, x.device)
@@ -188,7 +204,7 @@ class IntegerLayer:
         multiplier = self.weight_step.double() / self.output_step.double()
         low, high = output_range(self.output, self.bits)
         out = sums.mul_(self._per_channel(multiplier)).round_().clamp_(low, high)
-        return out.float() if sums.device.type == "cpu" else out
+        return out.to(compute_dtype(out.device))
 
     def exact_weights(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         key = (dtype, device)
@@ -213,7 +229,7 @@ class IntegerConv2d(IntegerLayer, nn.Conv2d):
         """``checkerboard_context`` of this (5x5) layer, exact: for the local context."""
         if not self.exact:
             raise RuntimeError("checkerboard() is for coding, with frozen integers")
-        compute = torch.float32 if anchors.device.type == "cpu" else torch.float64
+        compute = compute_dtype(anchors.device)
         weight, bias = self.exact_weights(compute, anchors.device)
         return self.requantize(checkerboard_context(self, self.quantize(anchors).to(compute), weight, bias))
 

@@ -241,6 +241,12 @@ class TacoModel(CompressionModel):
     def integer_layers(self) -> list[IntegerLayer]:
         return integer_layers(self.parameter_networks())
 
+    def derived_state_keys(self) -> set[str]:
+        """State-dict entries that a packaged model leaves out because they follow from
+        others: the integer layers' float weights (their frozen integers times the steps)."""
+        return {f"{name}.{key}" for name, module in self.named_modules() if isinstance(module, IntegerLayer)
+                for key in ("weight", "bias")}
+
     def calibrate_integer_networks(self, run) -> None:
         """Set the activation grids from the float networks' values while ``run()`` runs
         the model (:func:`tcodec.models.integer.calibrate`); the entropy parameters' input

@@ -178,6 +178,35 @@ def test_an_integer_model_codes_and_decodes_exactly(integer_folder):
         torch.set_num_threads(2)
 
 
+def test_a_saved_integer_model_stores_integers_and_derives_the_float_weights(integer_folder):
+    from safetensors.torch import load_file
+
+    state = load_file(integer_folder / "model.safetensors")
+    assert "h_s.increase.0.weight" not in state and state["h_s.increase.0.integer_weight"].dtype == torch.int8
+    assert "g_s.synthesis_transform.1.weight" in state  # the transforms keep theirs
+    model = integer_model()  # the same seed: the weights that were saved
+    loaded = load_model(str(integer_folder)).model
+    for name in ("h_s.increase.0", "entropy_parameters_nonanchor.4.fusion.4", "local_context.1"):
+        original, derived = model.get_submodule(name), loaded.get_submodule(name)
+        step = derived.weight_step.view(-1, *[1] * 3) if derived.out_axis == 0 else derived.weight_step.view(1, -1, 1, 1)
+        tolerance = step / (derived.input_step.view(1, -1, 1, 1) if derived.out_axis == 0 else derived.input_step.view(-1, 1, 1, 1))
+        half = original.weight.abs() * 2**-11  # the model was stored in float16 before freezing
+        assert ((derived.weight - original.weight).abs() <= tolerance / 2 * 1.001 + half).all()
+
+
+def test_float64_arithmetic_as_on_cuda_codes_the_same_bits(integer_folder, monkeypatch):
+    """The GPU path (sums in float64, any algorithm, rounded) gives the same stream as the
+    CPU's float32 sums: both are the exact integers."""
+    from tcodec.models import integer
+
+    model = load_model(str(integer_folder)).model
+    x, t = image(4), text(4)
+    data, _ = encode(model, x, t, quality=5.5)
+    monkeypatch.setattr(integer, "compute_dtype", lambda device: torch.float64)
+    assert encode(model, x, t, quality=5.5)[0] == data
+    decode(model, data, (2, 3), quality=5.5)
+
+
 def test_an_integer_model_with_tampered_weights_does_not_load(integer_folder, tmp_path):
     from safetensors.torch import load_file, save_file
 
