@@ -321,7 +321,7 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
-        totals += [y_bpp.item(), y_bpp.item(), 0.0, 0.0]  # the log's loss and bpp: y's estimated bits
+        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan]  # loss and bpp: y's estimated bits; no PSNR
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
             totals, clock = np.zeros(4), time.time()

@@ -403,7 +403,8 @@ class TacoModel(CompressionModel):
             scales, means = self._anchor_parameters(i, hyper_anchor, ctx_anchor)
             y_hat_anchor = self._code_pass(coder, scales, means, y_anchor)
             local = self.local_context[i]
-            local_ctx = local.checkerboard(y_hat_anchor) if self.config.integer_bits else checkerboard_context(local, y_hat_anchor)
+            local_ctx = (local.checkerboard(y_hat_anchor) if self.config.integer_bits
+                         else checkerboard_context(local, y_hat_anchor))
             scales, means = self._nonanchor_parameters(i, hyper_nonanchor, ctx_nonanchor, local_ctx)
             y_hat_nonanchor = self._code_pass(coder, scales, means, y_nonanchor)
             y_hat = torch.empty((1, self.config.slices[i], *hyper.shape[-2:]), dtype=dtype, device=hyper.device)

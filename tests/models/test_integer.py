@@ -96,6 +96,22 @@ def test_float32_sums_are_exact_at_the_largest_inputs():
     assert torch.equal(computed.flatten().double(), exact.double())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_convolutions_at_a_kodak_latents_size_give_the_exact_sums(channels_last):
+    """Whatever kernel torch picks for this shape (a Winograd one would not be exact), the
+    float32 sums equal float64's, which are exact far beyond these magnitudes."""
+    _, integer, _ = network(width=240)
+    layer = integer[2]
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 1024, (1, 240, 32, 48), generator=generator).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    float32 = layer.linear(x, *layer.exact_weights(torch.float32, x.device))
+    float64 = layer.linear(x.double(), *layer.exact_weights(torch.float64, x.device))
+    assert float64.abs().max() > 2**18
+    assert torch.equal(float32.double(), float64)
+
+
 def test_a_layer_beyond_the_exact_range_is_refused():
     _, integer, _ = network()
     layer = integer[2]
