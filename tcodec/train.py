@@ -302,6 +302,8 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
                     model.quantize_latent(gained(*batch()))
         model.calibrate_integer_networks(run)
         print("activation grids calibrated", flush=True)
+        if step >= recipe.iterations:  # no steps asked for: the calibrated grids alone
+            _save(model, checkpoint, step)
     model.requires_grad_(False)
     trained = [p for network in model.parameter_networks() for p in network.parameters()]
     for parameter in trained:

@@ -187,3 +187,18 @@ def test_an_unknown_stage_is_refused(tmp_path):
     (tmp_path / "odd.toml").write_text('base = "run.toml"\n[train]\nstage = "decoder"\n')
     with pytest.raises(SystemExit, match="unknown stage"):
         train.train(tmp_path / "odd.toml")
+
+
+def test_the_parameter_networks_stage_with_no_steps_saves_the_calibrated_grids(tmp_path):
+    from safetensors.torch import load_file
+
+    write_run(tmp_path, 2)
+    train.train(tmp_path / "run.toml")
+    (tmp_path / "grids.toml").write_text('base = "run.toml"\n[model]\ninteger_bits = 10\n[train]\n'
+                                         'stage = "parameter_networks"\ncheckpoint = "grids/model.safetensors"\n'
+                                         'init = "run/model.safetensors"\niterations = 2\nlatent_crops = 4\n')
+    train.train(tmp_path / "grids.toml")
+    before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "grids" / "model.safetensors")
+    assert json.loads((tmp_path / "grids" / "model.json").read_text()) == {"iteration": 2}
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no step taken
+    assert after["h_s.increase.0.output_step"] != 1  # calibrated
