@@ -15,7 +15,8 @@ integer that float32 holds. Each layer's weight step is chosen so that
 loads). Moving a sum to the next layer's grid is one float64 multiply and a rounding,
 which IEEE arithmetic makes the same everywhere. (Direct or GEMM convolutions only: a
 Winograd or FFT convolution is not a sum of the products. torch runs float32
-convolutions on the CPU directly; on CUDA the integer networks run in float64, where any
+convolutions on the CPU directly (tests/models/test_integer.py compares them with float64
+at a Kodak latent's size); on CUDA the integer networks run in float64, where any
 algorithm's error is far below the 0.5 that rounding the sums removes.)
 
 Training is quantisation-aware: the same layers round the float weights and the
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tcodec.models.layers import StrideOneTransposedConv, checkerboard_context
+from tcodec.models.layers import checkerboard_context
 
 EXACT_LIMIT = 2**24  # float32 holds every integer up to this
 WEIGHT_LEVELS = 127  # weights are int8
@@ -175,9 +176,11 @@ class IntegerLayer:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def check_exact(self) -> None:
-        """Raise ValueError unless the frozen integers keep every sum within EXACT_LIMIT."""
-        if not bool((self.weight_step > 0).all()):
-            raise ValueError("integer weights not frozen")
+        """Raise ValueError unless the frozen integers keep every sum within EXACT_LIMIT
+        (and every step is a positive number)."""
+        steps = torch.cat([self.weight_step, self.input_step, self.output_step.view(1)])
+        if not bool(((steps > 0) & steps.isfinite()).all()):
+            raise ValueError("integer weights not frozen, or a step that is not a positive number")
         if not _within_bound(self.integer_weight.long(), self.integer_bias.long(), self):
             raise ValueError("integer weights exceed the exact range")
 
@@ -246,9 +249,9 @@ class IntegerConvTranspose2d(IntegerLayer, nn.ConvTranspose2d):
 def integer_layer(layer: nn.Module, bits: int, output: str, quantize_input: bool, input_kind: str) -> IntegerLayer:
     """The integer counterpart of a float convolution, sharing its parameters."""
     if isinstance(layer, nn.ConvTranspose2d):
-        kind = IntegerConvTranspose2d
-        twin = kind(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                    padding=layer.padding, output_padding=layer.output_padding)
+        twin = IntegerConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                      stride=layer.stride, padding=layer.padding,
+                                      output_padding=layer.output_padding)
     elif isinstance(layer, nn.Conv2d):
         twin = IntegerConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                              stride=layer.stride, padding=layer.padding)

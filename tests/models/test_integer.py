@@ -82,15 +82,14 @@ def test_hidden_activations_are_integers_within_their_grid():
 
 
 def test_float32_sums_are_exact_at_the_largest_inputs():
-    """The worst case of the bound: every input at the grid's top, with the sign of its
-    weight, on a wide layer; float32 gives the integer sum (computed in int64)."""
+    """The worst case of the bound for output channel 0: every input at the grid's top,
+    with the sign of its weight, on a wide layer; float32 gives the integer sums (int64)."""
     _, integer, _ = network(width=240)
     layer = integer[2]  # 3x3 over 240 channels of 10-bit inputs
     weight = layer.integer_weight.long()
     worst = torch.where(weight[:1] >= 0, 1023, -1023).float()  # (1, 240, 3, 3): one window
     exact = (weight * worst.long()).flatten(1).sum(1) + layer.integer_bias.long()
-    float32, _ = layer.exact_weights(torch.float32, torch.device("cpu"))
-    computed = torch.nn.functional.conv2d(worst, float32, layer.exact_weights(torch.float32, torch.device("cpu"))[1])
+    computed = nn.functional.conv2d(worst, *layer.exact_weights(torch.float32, torch.device("cpu")))  # one window
     assert exact.abs().max() > 2**20  # the sums come near the limit
     assert exact.abs().max() <= EXACT_LIMIT
     assert torch.equal(computed.flatten().double(), exact.double())
@@ -120,6 +119,11 @@ def test_a_layer_beyond_the_exact_range_is_refused():
         layer.integer_weight.fill_(127)
     with pytest.raises(ValueError, match="exact range"):
         layer.check_exact()
+    for bad in (0.0, float("inf"), float("nan")):
+        _, integer, _ = network()
+        integer[0].input_step[3] = bad
+        with pytest.raises(ValueError, match="positive number"):
+            integer[0].check_exact()
 
 
 def test_checkerboard_form_equals_the_dense_layer():
