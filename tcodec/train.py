@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from tcodec.batch import IMAGE_SUFFIXES
+from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
 from tcodec.models.taco import TacoConfig, TacoModel
 
@@ -210,7 +211,7 @@ def train(config_path: Path) -> None:
         # a float model's checkpoint starts an integer one: its grids are calibrated below
         missing, unexpected = model.load_state_dict(state, strict=False)
         fresh_grids = bool(missing)
-        if unexpected or any(not key.endswith(INTEGER_BUFFERS) for key in missing):
+        if unexpected or any(not key.endswith(IntegerLayer.BUFFERS) for key in missing):
             model.load_state_dict(state)  # raises, naming the keys that do not fit
         step = json.loads(start.with_suffix(".json").read_text())["iteration"]
         print(f"resumed from {start} at iteration {step}", flush=True)
@@ -258,9 +259,6 @@ def train(config_path: Path) -> None:
             totals, clock = np.zeros(4), time.time()
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
-
-
-INTEGER_BUFFERS = ("input_step", "output_step", "weight_step", "integer_weight", "integer_bias")
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tcodec.models.layers import checkerboard_context
+from tcodec.models.layers import checkerboard_context, transposed_as_convolution
 
 EXACT_LIMIT = 2**24  # float32 holds every integer up to this
 WEIGHT_LEVELS = 127  # weights are int8
@@ -67,6 +67,7 @@ class IntegerLayer:
     """
 
     out_axis = 0  # of the weight tensor; 1 for transposed convolutions
+    BUFFERS = ("input_step", "output_step", "weight_step", "integer_weight", "integer_bias")  # setup_integer's
 
     def setup_integer(self, bits: int, output: str, quantize_input: bool, input_kind: str = SIGNED) -> None:
         self.bits, self.output, self.quantize_input = bits, output, quantize_input
@@ -241,8 +242,8 @@ class IntegerConvTranspose2d(IntegerLayer, nn.ConvTranspose2d):
     out_axis = 1
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        if self.stride == (1, 1):  # as StrideOneTransposedConv: the convolution it equals
-            return F.conv2d(x, weight.flip(-1, -2).transpose(0, 1), bias, padding=self.kernel_size[0] - 1 - self.padding[0])
+        if self.stride == (1, 1):
+            return transposed_as_convolution(self, x, weight, bias)
         return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
 
 
@@ -294,12 +295,15 @@ def calibrate(networks: Iterable[nn.Module], run: Callable[[], None], quantile: 
     layers = integer_layers(networks)
     seen: dict[tuple[int, str], list[Tensor]] = {}
     generator = torch.Generator().manual_seed(0)
+
+    def at_most_samples(values: Tensor) -> Tensor:
+        if values.numel() <= samples:
+            return values
+        return values[torch.randint(values.numel(), (samples,), generator=generator)]
+
     for index, layer in enumerate(layers):
         def observe(where: str, x: Tensor, index=index) -> None:
-            values = x.detach().float().flatten().abs()
-            if values.numel() > samples:
-                values = values[torch.randint(values.numel(), (samples,), generator=generator)]
-            seen.setdefault((index, where), []).append(values)
+            seen.setdefault((index, where), []).append(at_most_samples(x.detach().float().flatten().abs()))
         layer.observer = observe
     try:
         run()
@@ -308,10 +312,7 @@ def calibrate(networks: Iterable[nn.Module], run: Callable[[], None], quantile: 
             layer.observer = None
     for (index, where), chunks in seen.items():
         layer = layers[index]
-        values = torch.cat(chunks)
-        if values.numel() > samples:
-            values = values[torch.randint(values.numel(), (samples,), generator=generator)]
-        top = float(torch.quantile(values, quantile))
+        top = float(torch.quantile(at_most_samples(torch.cat(chunks)), quantile))
         kind = SIGNED if where == "input" else layer.output
         step = max(top, 1e-6) / output_range(kind, layer.bits)[1]
         (layer.input_step if where == "input" else layer.output_step).fill_(step)

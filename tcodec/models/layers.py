@@ -28,8 +28,13 @@ class StrideOneTransposedConv(nn.ConvTranspose2d):
     ``benchmarks/bench_taco_layers.py``)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight.flip(-1, -2).transpose(0, 1)
-        return F.conv2d(x, weight, self.bias, padding=self.kernel_size[0] - 1 - self.padding[0])
+        return transposed_as_convolution(self, x, self.weight, self.bias)
+
+
+def transposed_as_convolution(layer: nn.ConvTranspose2d, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """A stride-1 transposed ``layer`` with ``weight`` and ``bias`` (its own, or an integer
+    layer's), run as the convolution it equals."""
+    return F.conv2d(x, weight.flip(-1, -2).transpose(0, 1), bias, padding=layer.kernel_size[0] - 1 - layer.padding[0])
 
 
 class PhaseTransposedConv(nn.ConvTranspose2d):
