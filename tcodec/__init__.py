@@ -1,7 +1,7 @@
 """tcodec: image compression with text information.
 
-Public API: :func:`encode`, :func:`decode`, :func:`read_info` and the errors in
-:mod:`tcodec.errors`. Importing tcodec registers the ``.tcz`` Pillow plugin and
+Public API: :func:`encode`, :func:`decode`, :func:`read_info`, :class:`Limits` and the
+errors in :mod:`tcodec.errors`. Importing tcodec registers the ``.tcz`` Pillow plugin and
 imports no torch.
 """
 
@@ -17,7 +17,7 @@ from tcodec.errors import (
     TcodecError,
     TcodecWarning,
 )
-
+from tcodec.limits import Limits
 
 
 def __getattr__(name: str):
@@ -33,6 +33,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BackendError", "Container", "FormatError", "InputError", "ModelError", "OutputError",
+    "BackendError", "Container", "FormatError", "InputError", "Limits", "ModelError", "OutputError",
     "TcodecError", "TcodecWarning", "decode", "encode", "read_info",
 ]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 from PIL import Image
 
 from tcodec.backends import get_backend
-from tcodec.container import Container, pack, unpack
+from tcodec.container import Container, check_image_size, pack, unpack
 from tcodec.errors import FormatError, InputError
+from tcodec.fileio import read_input
 from tcodec.images import LoadedImage, load_image, warn_notes
+from tcodec.limits import DEFAULT_LIMITS, Limits
 from tcodec.rate_search import byte_budget, highest_fitting
 
 DEFAULT_BACKEND = "jpeg"
@@ -40,6 +41,7 @@ def encode(
     options: Mapping[str, str] | None = None,
     max_bytes: int | None = None,
     target_bpp: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Encode an image (path, encoded bytes or PIL image) to the bytes of a ``.tcz`` file.
 
@@ -57,17 +59,22 @@ def encode(
         max_bytes: instead of ``quality``: the highest quality whose whole file is at most
             this many bytes (found by search, see :mod:`tcodec.rate_search`).
         target_bpp: the same ceiling given in bits per pixel.
+        limits: the most pixels and input bytes accepted, checked before any decoding.
 
     Raises:
-        InputError: unreadable image, bad quality, option or device; a budget no quality fits.
+        InputError: unreadable image, over a limit, bad quality, option or device; a budget
+            no quality fits.
         BackendError: unknown backend, or its dependencies are missing.
         ModelError: a learned backend's weights are missing.
     """
     if isinstance(image, LoadedImage):
         loaded = image
     else:
-        loaded = load_image(image)
+        loaded = load_image(image, limits=limits)
         warn_notes(loaded, "input" if not isinstance(image, (str, os.PathLike)) else str(image))
+    width, height = loaded.image.size
+    limits.check_pixels(width, height, "the image", InputError)
+    check_image_size(width, height, InputError)  # what a .tcz can hold, before any coding
     codec = get_backend(backend)
     budget = byte_budget(max_bytes, target_bpp, loaded.image.width, loaded.image.height, quality)
     quality = check_quality(backend, quality)
@@ -95,22 +102,25 @@ def encode(
     return highest_fitting(encoder.qualities, file_at, budget)[1]
 
 
-def decode(source: TczSource, *, device: str = "auto", options: Mapping[str, str] | None = None) -> Image.Image:
+def decode(source: TczSource, *, device: str = "auto", options: Mapping[str, str] | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Decode a ``.tcz`` file (path or bytes) to a PIL image (mode L or RGB).
 
     Raises:
         FormatError: not a valid ``.tcz`` file.
-        InputError: the path cannot be read, or an unknown option.
+        InputError: the path cannot be read, the image is over ``limits``, or an unknown option.
         BackendError: the file's backend is not available here.
         ModelError: a learned backend's weights for this file are not installed.
     """
     check_device(device)
-    return decode_container(read_info(source), device=device, options=options)
+    return decode_container(read_info(source, limits), device=device, options=options, limits=limits)
 
 
 def decode_container(container: Container, *, device: str = "auto",
-                     options: Mapping[str, str] | None = None) -> Image.Image:
-    """Decode a parsed container; ``options`` as the backend's ``decode_options`` allow."""
+                     options: Mapping[str, str] | None = None, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+    """Decode a parsed container; ``options`` as the backend's ``decode_options`` allow.
+    The header's image size is checked against ``limits`` before the backend runs."""
+    limits.check_pixels(container.width, container.height, "the file's image", InputError)
     codec = get_backend(container.backend)
     image = codec.decode(container, device=device,
                          options=_checked_options(options, codec.decode_options, container.backend))
@@ -120,15 +130,20 @@ def decode_container(container: Container, *, device: str = "auto",
     return image
 
 
-def read_info(source: TczSource) -> Container:
+def read_info(source: TczSource, limits: Limits = DEFAULT_LIMITS) -> Container:
     """Parse and verify a ``.tcz`` file without decoding its image (no torch needed)."""
-    return unpack(source if isinstance(source, bytes) else read_file(source))
+    return unpack(source if isinstance(source, bytes) else read_file(source, limits.max_input_bytes))
 
 
 def native_bytes(container: Container) -> tuple[str, bytes] | None:
-    """The original standard file inside a container (e.g. the JPEG), if it has one."""
-    fmt = get_backend(container.backend).native_format
-    return (fmt, container.streams[0]) if fmt else None
+    """The original standard file inside a container (e.g. the JPEG), if it has one,
+    checked by the backend to be one such file that matches the header.
+
+    Raises:
+        FormatError: the stream is not the file the header describes.
+    """
+    codec = get_backend(container.backend)
+    return (codec.native_format, codec.native_stream(container)) if codec.native_format else None
 
 
 def check_quality(backend: str, quality: float | None) -> float:
@@ -168,12 +183,6 @@ def _caption_to_store(codec, caption: str | None, store_caption: bool | None) ->
     return caption is not None and store_caption
 
 
-def read_file(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a file") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+def read_file(path: str | os.PathLike, max_bytes: int = DEFAULT_LIMITS.max_input_bytes) -> bytes:
+    """A regular file's bytes, at most ``max_bytes`` (see :func:`tcodec.fileio.read_input`)."""
+    return read_input(path, max_bytes)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcodec.errors import InputError, TcodecError
+from tcodec.errors import InputError, OutputExistsError, TcodecError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
 
@@ -120,6 +120,8 @@ def run(
                     job = futures[future]
                     try:
                         result = future.result()
+                    except OutputExistsError:  # another run wrote it after the check above
+                        summary.skipped += 1
                     except TcodecError as error:
                         summary.failed += 1
                         emit("error", str(label(error, str(job.source))))

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcodec.errors import InputError
+from tcodec.fileio import read_input
+from tcodec.limits import DEFAULT_LIMITS
+
+MAX_SIDECAR_BYTES = 1 << 16  # a caption is at most 4096 bytes; leave room for whitespace
 
 
 @dataclass
@@ -35,19 +39,13 @@ class CaptionSource:
         if self.sidecars:
             sidecar = path.with_suffix(".txt")
             if sidecar.is_file():
-                try:
-                    return sidecar.read_text(encoding="utf-8").strip()
-                except (OSError, UnicodeDecodeError) as error:
-                    raise InputError(f"{sidecar}: cannot read caption ({error})") from None
+                return _text(read_input(sidecar, MAX_SIDECAR_BYTES, raised_by=None), sidecar).strip()
         return None
 
 
 def read_jsonl(path: Path) -> dict[str, str]:
     """Read a captions file into {file: caption}. Raises InputError on any bad line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read captions ({error})") from None
+    lines = _text(read_input(path, DEFAULT_LIMITS.max_input_bytes), path).splitlines()
     captions: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -61,3 +59,10 @@ def read_jsonl(path: Path) -> dict[str, str]:
             raise InputError(f"{path}:{number}: not a caption entry ({error})") from None
         captions[entry["file"]] = caption
     return captions
+
+
+def _text(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: cannot read captions ({error})") from None

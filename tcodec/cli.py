@@ -2,13 +2,15 @@
 
 Exit codes (README, "Exit codes"): 0 ok, 1 bug, 2 bad input or usage, 3 bad .tcz file,
 4 model weights, 5 backend unavailable, 6 some files of a folder failed, 7 output
-cannot be written, 130 interrupted.
+cannot be written, 130 interrupted (Ctrl-C), 141 stdout's reader went away, 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -22,13 +24,17 @@ import typer
 from tcodec import api, batch
 from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
-from tcodec.errors import InputError, OutputError, TcodecError, one_line
-from tcodec.fileio import write_atomic
+from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, one_line, printable
+from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
+                           write_stdout)
 from tcodec.images import load_image
+from tcodec.limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_PIXELS, Limits
 from tcodec.memory import keep_freed_memory
 from tcodec.rate_search import byte_budget
 
 EXIT_SOME_FAILED = 6
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 app = typer.Typer(
     help="Image compression with text information: .tcz files with jpeg, taco and perco backends.",
@@ -43,19 +49,64 @@ _debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
 def main() -> None:
     """Console-script entry point."""
     keep_freed_memory()  # before anything big is allocated; see tcodec.memory
+    _lift_pillow_bomb_limit()
+    terminated = []
+
+    def on_sigterm(signum, frame):  # like Ctrl-C: outputs are finished or removed, never partial
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     # Typer itself turns usage errors into exit code 2 and Ctrl-C into 130.
     try:
-        app()
+        try:
+            app()
+        finally:
+            _flush_stdout()  # what print() buffered: a full disk must not pass unnoticed
+    except BrokenPipe:
+        _silence_stdout()
+        sys.exit(BrokenPipe.exit_code)
     except TcodecError as error:
         if _debug:
             traceback.print_exc()
         say("error", str(error))
         sys.exit(error.exit_code)
+    except SystemExit as exit:
+        sys.exit(EXIT_TERMINATED if terminated and exit.code == EXIT_INTERRUPTED else exit.code)
+
+
+def _lift_pillow_bomb_limit() -> None:
+    """tcodec checks every image's size against its own limit (``--max-pixels``) before
+    decoding it; Pillow's would print a raw warning or refuse what the user allowed."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise BrokenPipe("stdout: the reader has gone") from None
+    except (OSError, ValueError) as error:
+        raise OutputError(f"stdout: cannot write ({getattr(error, 'strerror', None) or error})") from None
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, Python's own flush at exit must not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def say(kind: str, text: str) -> None:
     """One line on stderr: `tcodec: error: ...`; library messages may span lines, ours do not."""
-    print(f"tcodec: {kind}: {one_line(text, 1000)}", file=sys.stderr)
+    if sys.stderr is not None:
+        print(f"tcodec: {kind}: {one_line(text, 1000)}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:
@@ -81,6 +132,10 @@ OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs that exist.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files converted in parallel (folders).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (learned backends).")]
+MaxPixelsOpt = Annotated[int, typer.Option(min=1, envvar="TCODEC_MAX_PIXELS", metavar="N",
+                                           help="Refuse images of more pixels, checked before decoding them.")]
+MaxInputBytesOpt = Annotated[int, typer.Option(min=1, envvar="TCODEC_MAX_INPUT_BYTES", metavar="N",
+                                               help="Refuse input files (or stdin) longer than this.")]
 
 
 @app.command()
@@ -103,6 +158,8 @@ def encode(
     device: DeviceOpt = "auto",
     jobs: JobsOpt = 1,
     force: ForceOpt = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """Encode an image (or a folder of images) to .tcz."""
     options = _parse_options(option or [])
@@ -110,13 +167,15 @@ def encode(
     byte_budget(max_bytes, target_bpp, 1, 1, quality)  # the same checks, before any file is read
     api.check_device(device)
     caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
+    limits = Limits(max_pixels, max_input_bytes)
 
     def encode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
-        data = _read_stdin() if source is None else api.read_file(source)
-        loaded = load_image(data, name=str(source) if source else "<stdin>")
+        data = _read(source, limits)
+        loaded = load_image(data, name=str(source) if source else "<stdin>", limits=limits)
         text = caption_source.for_image(source, root) if source else caption_source.text
         encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
-                             device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp)
+                             device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp,
+                             limits=limits)
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
 
@@ -134,6 +193,8 @@ def decode(
     device: DeviceOpt = "auto",
     jobs: JobsOpt = 1,
     force: ForceOpt = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """Decode a .tcz file (or a folder of them) to an image."""
     from tcodec.output_formats import image_bytes, resolve_format
@@ -142,11 +203,12 @@ def decode(
     api.check_device(device)
     into_folder = output is not None and (Path(output).is_dir() or (input != "-" and Path(input).is_dir()))
     fmt = resolve_format(format, output, output_is_folder=into_folder)
+    limits = Limits(max_pixels, max_input_bytes)
 
     def decode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
-        data = _read_stdin() if source is None else api.read_file(source)
+        data = _read(source, limits)
         container = api.read_info(data)
-        written = image_bytes(container, fmt, device, options)
+        written = image_bytes(container, fmt, device, options, limits)
         pixels = container.width * container.height
         return written, batch.FileResult(len(data), len(written), pixels)
 
@@ -175,23 +237,40 @@ def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, 
         output = "-" if source is None else str(source.with_suffix(suffix))
     elif output != "-" and Path(output).is_dir():
         output = str(Path(output) / (source.with_suffix(suffix).name if source else "stdin" + suffix))
-    if output == "-" and sys.stdout.isatty():
+    if output == "-" and stdout_is_terminal():
         raise OutputError("refusing to write binary data to a terminal; give -o FILE or redirect stdout")
-    same_as_input = source is not None and output != "-" and Path(output).resolve() == source.resolve()
-    if output != "-" and not force and not same_as_input and Path(output).exists():
+    if output != "-" and not force and not _same_file(source, output) and _is_file(output):
         # checked before the work; an output equal to the input is refused when written
-        raise OutputError(f"{output}: already exists (use --force to overwrite)")
+        raise OutputExistsError(f"{output}: already exists (use --force to overwrite)")
     try:
         data, result = conversion.convert(source)
     except TcodecError as error:
-        raise labelled(error, input) from None
+        raise labelled(error, "<stdin>" if source is None else input) from None
     for note in result.notes:
         say("warning", f"{input}: {note}")
     if output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
     else:
+        remove_stale_temps(Path(output).parent)
         write_atomic(output, data, overwrite=force)
+
+
+def _read(source: Path | None, limits: Limits) -> bytes:
+    return read_stdin(limits.max_input_bytes) if source is None else read_input(source, limits.max_input_bytes)
+
+
+def _same_file(source: Path | None, output: str) -> bool:
+    try:
+        return source is not None and os.path.samefile(source, output)
+    except OSError:  # either is missing (or a loop of links): not the same existing file
+        return False
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
 
 
 def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jobs: int, force: bool) -> None:
@@ -206,10 +285,13 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
         raise InputError(f"{folder}: no files to convert (looked for {wanted})")
     for message in conflicts:
         say("error", message)
+    for parent in {job.target.parent for job in planned}:
+        remove_stale_temps(parent)
 
     def process(job: batch.Job) -> batch.FileResult:
         data, result = conversion.convert(job.source, folder)
-        write_atomic(job.target, data, overwrite=True)  # existing outputs were filtered by --force
+        # a file another run wrote meanwhile is kept without --force (counted as skipped)
+        write_atomic(job.target, data, overwrite=force, special_in_place=False)
         return result
 
     started = time.perf_counter()
@@ -224,11 +306,15 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
 def info(
     files: Annotated[list[str], typer.Argument(help=".tcz files (- for stdin).")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, one per line.")] = False,
+    max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """Show a .tcz file's header, caption and sizes without decoding it."""
     for name in files:
-        data = _read_stdin() if name == "-" else api.read_file(name)
-        container = api.read_info(data)
+        try:
+            data = read_stdin(max_input_bytes) if name == "-" else read_input(name, max_input_bytes)
+            container = api.read_info(data)
+        except TcodecError as error:
+            raise labelled(error, name) from None
         fields = {
             "file": name,
             "format_version": data[3] >> 4,
@@ -248,12 +334,17 @@ def info(
             "framing_bytes": container.layout["framing"],
         }
         if as_json:
-            print(json.dumps(fields, ensure_ascii=False))
-        else:
+            text = json.dumps(fields, ensure_ascii=False) + "\n"
+        else:  # the caption and the file name come from outside: shown with controls escaped
             width = max(map(len, fields))
-            for key, value in fields.items():
-                shown = "-" if value is None else f"{value:g}" if isinstance(value, float) else value
-                print(f"{key:<{width}}  {shown}")
+            text = "".join(f"{key:<{width}}  {_shown(value)}\n" for key, value in fields.items())
+        write_stdout(text.encode("utf-8", "backslashreplace"))
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else printable(str(value))
 
 
 @app.command()
@@ -355,8 +446,3 @@ def _parse_options(items: list[str]) -> dict[str, str]:
         options[key] = value
     return options
 
-
-def _read_stdin() -> bytes:
-    if sys.stdin.isatty():
-        raise InputError("no input on stdin (pipe a file in, or give a path)")
-    return sys.stdin.buffer.read()

@@ -81,7 +81,7 @@ class Container:
 def pack(container: Container) -> bytes:
     """Serialize a container. Raises InputError for values the format cannot hold."""
     c = container
-    _check_image_size(c.width, c.height, InputError)
+    check_image_size(c.width, c.height, InputError)
     quality_code = round(c.quality * 100)
     if not 0 < quality_code <= 0xFFFF:
         raise InputError(f"quality {c.quality} cannot be stored (0 < quality <= {MAX_QUALITY})")
@@ -186,7 +186,7 @@ def unpack(data: bytes) -> Container:
     quality = quality_code / 100
     width = reader.varint("width") + 1
     height = reader.varint("height") + 1
-    _check_image_size(width, height, FormatError)
+    check_image_size(width, height, FormatError)
     mode = _lookup("mode", reader.byte("mode"))
     entropy_coder = _lookup("entropy coder", reader.byte("entropy coder"))
     model_hash = reader.take(MODEL_HASH_BYTES, "model hash") if flags & FLAG_MODEL_HASH else None
@@ -253,7 +253,8 @@ def _lookup(what: str, code: int) -> str:
         raise FormatError(f"unknown {what} code {code} (corrupt file, or written by a newer tcodec)") from None
 
 
-def _check_image_size(width: int, height: int, error: type[Exception]) -> None:
+def check_image_size(width: int, height: int, error: type[Exception]) -> None:
+    """``error`` unless the format can hold a ``width`` x ``height`` image."""
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
         raise error(
             f"image size {width}x{height} is outside the format's limits "

@@ -171,6 +171,11 @@ class CategoricalDecoder:
 # chunks of at most 16).
 
 _ESCAPE_LENGTH_MODEL_SIZE = 32
+_PROBABILITY_STEP = 2.0**-24  # constriction's Categorical: 24-bit fixed-point probabilities
+# A range decoder holds up to 64 bits it has read but not yet used, and the encoder's
+# last word may be padded: information that a valid stream can still supply after
+# its last word has been read. Twice that, to be safe.
+_STATE_BITS = 128
 
 
 class CdfTables:
@@ -189,6 +194,11 @@ class CdfTables:
         self._row_start = np.r_[0, np.cumsum(n_symbols)[:-1]]
         self._information = np.concatenate([-np.log2(f / f.sum()) for f in self._frequencies])
         self._models: dict[int, object] = {}
+        # The fewest bits any symbol can cost: constriction quantises a row to 24-bit
+        # probabilities, each symbol at least 2^-24, which can raise the largest
+        # probability by at most one step per symbol of the row.
+        self.min_symbol_bits = min(
+            -np.log2(min(1.0, f.max() / f.sum() + len(f) * _PROBABILITY_STEP)) for f in self._frequencies)
 
     def model(self, row: int):
         if row not in self._models:
@@ -256,13 +266,25 @@ class LatentEncoder:
 
 
 class LatentDecoder:
-    """Reads back, in the same order and with the same rows, what LatentEncoder wrote."""
+    """Reads back, in the same order and with the same rows, what LatentEncoder wrote.
 
-    def __init__(self, data: bytes) -> None:
+    ``min_bits`` is a lower bound on the information in everything the caller will
+    read (symbol counts times their tables' ``min_symbol_bits``). A stream shorter than
+    that is refused at once, and one whose words run out while the symbols still to
+    come must carry more than a decoder's state can hold is refused when that happens:
+    decoding work stays proportional to the bytes that are really there.
+    """
+
+    def __init__(self, data: bytes, min_bits: float = 0.0) -> None:
         if len(data) % _WORD_BYTES:
             raise FormatError("latent stream is not a whole number of 32-bit words; the file is corrupt")
+        if 8 * len(data) + _STATE_BITS < min_bits:
+            raise FormatError(f"latent stream of {len(data)} bytes is too short for the image the header "
+                              f"claims (it needs at least {int(min_bits - _STATE_BITS) // 8} bytes); "
+                              "the file is corrupt")
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         self._decoder = constriction.stream.queue.RangeDecoder(words)
+        self._min_bits_left = min_bits
 
     def decode(self, rows: np.ndarray, tables: CdfTables) -> np.ndarray:
         groups = _Groups(rows)
@@ -277,6 +299,10 @@ class LatentDecoder:
                     symbols[start + position] = -(distance + 1) // 2 if distance % 2 else distance // 2 + escape
         except _INVALID_DATA as exc:
             raise FormatError(f"latent stream is corrupt ({exc}); the file is damaged") from None
+        self._min_bits_left -= len(symbols) * tables.min_symbol_bits
+        if self._min_bits_left > _STATE_BITS and self._decoder.maybe_exhausted():
+            raise FormatError("latent stream ends before the symbols the header implies; the file is truncated "
+                              "or corrupt")
         values = np.empty_like(symbols)
         values[groups.order] = symbols + tables.offset[groups.rows]
         return values

@@ -7,6 +7,8 @@ place and is documented in the README. Messages are one line and say what to do.
 
 from __future__ import annotations
 
+import re
+
 
 class TcodecError(Exception):
     """Base class of every error tcodec raises on purpose."""
@@ -52,10 +54,45 @@ class OutputError(TcodecError):
     exit_code = 7
 
 
+class OutputExistsError(OutputError):
+    """The output exists and overwriting was not asked for (a folder run counts it as skipped)."""
+
+
+class BrokenPipe(OutputError):
+    """Whoever read standard output has gone (``tcodec ... -o - | head -c 10``).
+
+    The CLI ends quietly with 141, the status a shell shows for a process that SIGPIPE
+    ended, as other Unix tools do."""
+
+    exit_code = 141
+
+
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def one_line(text: object, limit: int = 300) -> str:
-    """A library's (often multi-line) message, squeezed into one line for ours."""
-    squeezed = " ".join(str(text).split())
+    """A message, squeezed into one printable line: whitespace runs become one space,
+    control and format characters are escaped (they may come from a file: a caption, a
+    file name), and a library's ``<_io.BytesIO object at 0x...>`` becomes "the input"."""
+    squeezed = printable(" ".join(_REPR.sub("the input", str(text)).split()))
     return squeezed if len(squeezed) <= limit else squeezed[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped as Python writes it
+    (``\\x1b``, ``\\r``, ``\\u202e``): C0/C1 controls, DEL, bidi and other format
+    characters, line and paragraph separators. Everything else, non-ASCII letters
+    included, is kept."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in "\t\n\r":
+        return repr(ch)[1:-1]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class TcodecWarning(UserWarning):

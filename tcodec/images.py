@@ -18,11 +18,12 @@ import io
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tcodec.errors import InputError, TcodecWarning
+from tcodec.fileio import read_input
+from tcodec.limits import DEFAULT_LIMITS, Limits
 
 _LOSSLESS_TO_RGB = {"P", "YCbCr", "LAB", "HSV", "RGBX"}
 _WITH_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -37,34 +38,33 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
 
 
-def load_image(source: str | os.PathLike | bytes | Image.Image, name: str | None = None) -> LoadedImage:
+def load_image(source: str | os.PathLike | bytes | Image.Image, name: str | None = None,
+               limits: Limits = DEFAULT_LIMITS) -> LoadedImage:
     """Open a path, encoded bytes or a PIL image and normalise it to L or RGB.
 
+    The image's declared size is checked against ``limits.max_pixels`` before its
+    pixels are decoded, so a small file that claims a huge image costs nothing.
+
     Raises:
-        InputError: the file is missing, unreadable, not an image, or in a mode tcodec refuses.
+        InputError: the file is missing, not a regular file, unreadable, not an image,
+            over a limit, or in a mode tcodec refuses.
     """
     if isinstance(source, Image.Image):
+        limits.check_pixels(source.width, source.height, name or "the image", InputError)
         return normalise(source)
     label = name or (str(source) if not isinstance(source, bytes) else "input")
+    data = source if isinstance(source, bytes) else read_input(source, limits.max_input_bytes)
     try:
-        if isinstance(source, bytes):
-            image = Image.open(io.BytesIO(source))
-        else:
-            image = Image.open(Path(source))
-        with image:
+        with Image.open(io.BytesIO(data)) as image:
+            limits.check_pixels(image.width, image.height, label, InputError)
             n_frames = getattr(image, "n_frames", 1)
             image.load()
             loaded = normalise(image)
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a folder, not an image") from None
-    except PermissionError:
-        raise InputError(f"{label}: permission denied") from None
     except UnidentifiedImageError:
         raise InputError(f"{label}: not an image format tcodec can read") from None
-    except Image.DecompressionBombError as error:
-        raise InputError(f"{label}: {error}") from None
+    except Image.DecompressionBombError:
+        # only when a library caller raised the limit beyond Pillow's own (the CLI lifts Pillow's)
+        raise InputError(f"{label}: larger than Pillow allows (raise PIL.Image.MAX_IMAGE_PIXELS too)") from None
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports truncated and corrupt files as OSError (sometimes SyntaxError).
         raise InputError(f"{label}: cannot read image ({error})") from None

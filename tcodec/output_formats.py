@@ -9,6 +9,7 @@ from pathlib import Path
 from tcodec import api
 from tcodec.container import Container
 from tcodec.errors import InputError
+from tcodec.limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,14 @@ def resolve_format(name: str | None, output: str | None, output_is_folder: bool 
     return FORMATS[key]
 
 
-def image_bytes(container: Container, fmt: OutputFormat, device: str = "auto", options=None) -> bytes:
-    """The file to write for a decoded container: the original JPEG when there is one."""
+def image_bytes(container: Container, fmt: OutputFormat, device: str = "auto", options=None,
+                limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The file to write for a decoded container: the original JPEG when there is one
+    (checked to be one JPEG that matches the header)."""
     native = api.native_bytes(container)
     if native is not None and native[0] == fmt.pillow_name:
         return native[1]
-    image = api.decode_container(container, device=device, options=options)
+    image = api.decode_container(container, device=device, options=options, limits=limits)
     buffer = io.BytesIO()
     image.save(buffer, fmt.pillow_name, **fmt.save_options)
     return buffer.getvalue()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from tcodec.container import MAGIC, unpack
+from tcodec.limits import DEFAULT_LIMITS
 
 
 def _accept(prefix: bytes) -> bool:
@@ -19,7 +20,10 @@ class TczImageFile(ImageFile.ImageFile):
     format_description = "tcodec compressed image"
 
     def _open(self) -> None:
-        self._container = unpack(self.fp.read())
+        data = self.fp.read(DEFAULT_LIMITS.max_input_bytes + 1)
+        if len(data) > DEFAULT_LIMITS.max_input_bytes:
+            raise SyntaxError(f"a .tcz file larger than {DEFAULT_LIMITS.max_input_bytes:,} bytes is refused")
+        self._container = unpack(data)
         self._size = (self._container.width, self._container.height)
         self._mode = self._container.mode
         self.info["backend"] = self._container.backend

@@ -132,3 +132,49 @@ def test_truncated_image(card):
     data = image_bytes(card, "PNG")
     with pytest.raises(InputError, match="cannot read image"):
         load_image(data[: len(data) // 2])
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` and whose data is one empty chunk:
+    cheap to make, and ruinous to decode if its size were believed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_from_its_declared_size(monkeypatch):
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self.size))
+    with pytest.raises(InputError, match="bomb.png: 12000x12000 is 144,000,000 pixels, more than the limit of "
+                                         "67,108,864"):
+        load_image(png_claiming(12000, 12000), name="bomb.png")
+    assert loads == []
+
+
+def test_the_pixel_limit_can_be_lowered_and_raised(card):
+    from tcodec.limits import Limits
+
+    with pytest.raises(InputError, match="more than the limit of 100"):
+        load_image(image_bytes(card), limits=Limits(max_pixels=100))
+    with pytest.raises(InputError, match="more than the limit of 100"):
+        load_image(card, limits=Limits(max_pixels=100))
+    assert load_image(image_bytes(card), limits=Limits(max_pixels=card.width * card.height)).image.size == card.size
+
+
+def test_pillows_own_refusal_becomes_a_one_line_input_error():
+    from tcodec.limits import Limits
+
+    with pytest.raises(InputError, match="larger than Pillow allows"):
+        load_image(png_claiming(20000, 20000), limits=Limits(max_pixels=1 << 30))
+
+
+def test_paths_are_read_within_the_byte_limit(card_png):
+    from tcodec.limits import Limits
+
+    with pytest.raises(InputError, match="larger than the input limit of 10 bytes"):
+        load_image(card_png, limits=Limits(max_input_bytes=10))

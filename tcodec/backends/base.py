@@ -77,6 +77,16 @@ class Backend(ABC):
     def decode(self, container: Container, *, device: str, options: Mapping[str, str]) -> Image.Image:
         """Decode a container written by this backend to an L or RGB image."""
 
+    def native_stream(self, container: Container) -> bytes:
+        """Stream 0 as the standard file ``native_format`` names, after checking that it is
+        one such file and agrees with the header (size, mode); only for backends that set
+        ``native_format``.
+
+        Raises:
+            FormatError: it is not.
+        """
+        raise NotImplementedError(f"{self.name} has no native format")
+
     def qualities(self) -> Sequence[float]:
         """Every quality this backend accepts, ascending."""
         return quality_grid(*self.quality_range, integer=self.integer_quality)

@@ -96,13 +96,14 @@ class TacoBackend(Backend):
         return ImageEncoder(qualities, variable_rate)
 
     def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
+        tiles = _check_payload(container)  # before torch is imported: a bad file costs nothing
+
         import torch
 
         from tcodec.models import PAD_MULTIPLE, resolve_device, tensor_to_image
         from tcodec.models.coding import TensorCoder
         from tcodec.weights import check_hash
 
-        tiles = _check_payload(container)
         torch_device = resolve_device(device)
         if "model" in options:
             loaded = _load(options["model"], torch_device)
@@ -113,15 +114,17 @@ class TacoBackend(Backend):
         if rates and not 1 <= container.quality <= rates:
             raise FormatError(f"quality {container.quality:g} is outside 1..{rates} of model {loaded.name}")
         rate = container.quality if rates else None
+        z_sizes = [(-(-(bottom - top) // PAD_MULTIPLE), -(-(right - left) // PAD_MULTIPLE))
+                   for left, top, right, bottom in tiles]
+        # every stream checked to be long enough for its tile before any pixel is allocated
+        coders = [TensorCoder.reader(stream, loaded.model.coded_symbols(z_size))
+                  for stream, z_size in zip(container.streams, z_sizes)]
         image = Image.new("RGB", (container.width, container.height))
-        for (left, top, right, bottom), stream in zip(tiles, container.streams):
-            width, height = right - left, bottom - top
-            coder = TensorCoder.reader(stream)
+        for (left, top, right, bottom), coder, z_size in zip(tiles, coders, z_sizes):
             with torch.inference_mode():
-                x_hat = loaded.model.decompress(coder, (-(-height // PAD_MULTIPLE), -(-width // PAD_MULTIPLE)),
-                                                quality=rate)
+                x_hat = loaded.model.decompress(coder, z_size, quality=rate)
             coder.stream.check_exhausted()
-            image.paste(tensor_to_image(x_hat[..., :height, :width]), (left, top))
+            image.paste(tensor_to_image(x_hat[..., : bottom - top, : right - left]), (left, top))
         return image.convert("L") if container.mode == "L" else image
 
 
@@ -161,6 +164,13 @@ def _check_payload(container: Container) -> list[tuple[int, int, int, int]]:
                           "the file is corrupt")
     if container.model_hash is None:
         raise FormatError("this taco file carries no model hash; it was not written by tcodec")
+    # Every tile codes symbols, and a range coder seals any symbols in at least one 32-bit
+    # word: refused here, before torch is imported or a model loaded. How short a stream
+    # may be for its tile's size is checked once the model's tables are known.
+    for i, stream in enumerate(container.streams):
+        if len(stream) < 4 or len(stream) % 4:
+            raise FormatError(f"taco stream {i} is {len(stream)} bytes, not a whole number of 32-bit words "
+                              "(at least one); the file is corrupt")
     return tiles
 
 

@@ -6,6 +6,8 @@ encodes and when it decodes: given symbols it writes them, given None it reads t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,8 +35,12 @@ class TensorCoder:
         return cls(LatentEncoder())
 
     @classmethod
-    def reader(cls, data: bytes) -> "TensorCoder":
-        return cls(LatentDecoder(data))
+    def reader(cls, data: bytes, expected: Sequence[tuple[object, int]] = ()) -> "TensorCoder":
+        """A coder reading ``data``; ``expected`` lists (entropy model, symbol count) of
+        everything that will be read, which bounds from below how long ``data`` must be
+        (:class:`tcodec.entropy.LatentDecoder`)."""
+        min_bits = sum(count * cdf_tables(model).min_symbol_bits for model, count in expected)
+        return cls(LatentDecoder(data, min_bits))
 
     def to_bytes(self) -> bytes:
         return self.stream.to_bytes()

@@ -376,6 +376,12 @@ class TacoModel(CompressionModel):
             y_hat = y_hat * gains[1]
         return self.g_s(y_hat.float().contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
 
+    def coded_symbols(self, z_size: tuple[int, int]) -> list[tuple[nn.Module, int]]:
+        """What :meth:`decompress` reads for z of size (h, w): (entropy model, symbol count)."""
+        h, w = z_size
+        return [(self.entropy_bottleneck, self.config.N * h * w),
+                (self.gaussian_conditional, sum(self.config.slices) * 16 * h * w)]
+
     def _dequantize_z(self, z_symbols: Tensor) -> Tensor:
         # in float64 on both sides: the encoder's symbols are float32, the decoder's not;
         # the decoder's come from the range coder on the CPU, the medians may be on a GPU

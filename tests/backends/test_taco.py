@@ -152,7 +152,7 @@ def test_headers_a_taco_decoder_cannot_honour_are_format_errors(models_env, card
                             ({"model_hash": None}, "carries no model hash"),
                             ({"quality": 7}, "outside 1..4")]:
         with pytest.raises(FormatError, match=message):
-            tcodec.decode(_repacked(data, **change))
+            tcodec.decode(_repacked(data, **change), limits=tcodec.Limits(max_pixels=1 << 28))
 
 
 @pytest.fixture
@@ -231,3 +231,95 @@ def test_official_family_searches_whole_checkpoints(card, tmp_path, monkeypatch)
     monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="taco-official-6"):  # tries the top checkpoint first
         tcodec.encode(card, "taco", max_bytes=10_000, options={"model": "taco-official"})
+
+
+def test_an_empty_stream_is_refused_before_torch_is_imported(models_env, card, tmp_path):
+    from tcodec.container import Container, pack
+
+    header = unpack(tcodec.encode(card, "taco", 2, options={"model": str(models_env)}))
+    path = tmp_path / "empty.tcz"
+    path.write_bytes(pack(Container("taco", 2, 4096, 4096, "RGB", (b"",), "constriction-range", header.model_hash)))
+    script = ("import sys, tcodec\ntry:\n    tcodec.decode(sys.argv[1])\nexcept tcodec.FormatError as error:\n"
+              "    print(error)\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines() == [
+        "taco stream 0 is 0 bytes, not a whole number of 32-bit words (at least one); the file is corrupt", "False"]
+
+
+def test_a_stream_too_short_for_the_claimed_size_is_refused_before_decoding(models_env, card, monkeypatch):
+    from tcodec.errors import FormatError
+    from tcodec.models.taco import TacoModel
+
+    data = tcodec.encode(card, "taco", 1, options={"model": str(models_env)})
+    calls = []
+    monkeypatch.setattr(TacoModel, "decompress", lambda self, *args, **kwargs: calls.append(args))
+    with pytest.raises(FormatError, match="too short for the image the header claims"):
+        tcodec.decode(_repacked(data, width=4096, height=4096, streams=(b"\0\0\0\1",)))
+    assert calls == []
+
+
+def test_a_stream_that_runs_out_is_refused_where_it_does(models_env, card, monkeypatch):
+    """A small image's stream under a header claiming a large one: its words end long
+    before the symbols do, and decoding stops there, before the synthesis runs."""
+    from tcodec.errors import FormatError
+    from tcodec.models.taco import TacoModel
+
+    data = tcodec.encode(card, "taco", 3, options={"model": str(models_env)})
+    synthesised = []
+    real_synthesis = TacoModel.decompress
+
+    def spy(self, coder, z_size, quality=None):
+        hook = self.g_s.register_forward_pre_hook(lambda module, args: synthesised.append(args[0].shape))
+        try:
+            return real_synthesis(self, coder, z_size, quality)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(TacoModel, "decompress", spy)
+    stream = unpack(data).streams[0]
+    tall = _repacked(data, width=1024, height=1024, streams=(stream * 40,))
+    with pytest.raises(FormatError, match="latent stream (ends before|is corrupt)"):
+        tcodec.decode(tall)
+    assert synthesised == []
+    assert tcodec.decode(data).size == card.size and len(synthesised) == 1
+
+
+def test_valid_streams_never_trip_the_length_checks(models_env):
+    """Flat images cost the fewest bits: the bound must still hold for them."""
+    for colour in ("black", "white", (128, 128, 128)):
+        for size in ((64, 64), (200, 130)):
+            image = Image.new("RGB", size, colour)
+            for quality in (1, 4):
+                data = tcodec.encode(image, "taco", quality, options={"model": str(models_env)})
+                assert tcodec.decode(data).size == size
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(width=st.integers(1, 3000), height=st.integers(1, 3000), words=st.binary(min_size=4, max_size=256))
+def test_no_taco_file_under_300_bytes_makes_the_decoder_work_beyond_its_bound(models_env, width, height, words):
+    """Whatever a file of B bytes claims, the pixels the decoder works on (tile area fed to
+    the synthesis) stay within (8·B + 128) / (1.297 · b_min), the bound formats/tcz.md states."""
+    from tcodec.backends.taco import _load
+    from tcodec.container import Container, pack
+    from tcodec.errors import FormatError
+    from tcodec.models.coding import cdf_tables
+
+    loaded = _load(str(models_env), torch.device("cpu"))
+    stream = words[: len(words) // 4 * 4]
+    header = unpack(tcodec.encode(Image.new("RGB", (8, 8)), "taco", 1, options={"model": str(models_env)}))
+    data = pack(Container("taco", 1, width, height, "RGB", (stream,), "constriction-range", header.model_hash))
+    assert len(data) < 300
+    model = loaded.model
+    b_min = min(cdf_tables(model.entropy_bottleneck).min_symbol_bits,
+                cdf_tables(model.gaussian_conditional).min_symbol_bits)
+    per_pixel = model.config.N / 64**2 + sum(model.config.slices) / 16**2
+    try:
+        tcodec.decode(data)
+    except FormatError:
+        return
+    padded = -(-width // 64) * 64 * -(-height // 64) * 64
+    assert padded * per_pixel * b_min <= 8 * len(stream) + 128
