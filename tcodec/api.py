@@ -132,7 +132,7 @@ def decode_container(container: Container, *, device: str = "auto",
 
 def read_info(source: TczSource, limits: Limits = DEFAULT_LIMITS) -> Container:
     """Parse and verify a ``.tcz`` file without decoding its image (no torch needed)."""
-    return unpack(source if isinstance(source, bytes) else read_file(source, limits.max_input_bytes))
+    return unpack(source if isinstance(source, bytes) else read_input(source, limits.max_input_bytes))
 
 
 def native_bytes(container: Container) -> tuple[str, bytes] | None:
@@ -181,8 +181,3 @@ def _caption_to_store(codec, caption: str | None, store_caption: bool | None) ->
     if store_caption is None:
         store_caption = codec.caption_use == "store"
     return caption is not None and store_caption
-
-
-def read_file(path: str | os.PathLike, max_bytes: int = DEFAULT_LIMITS.max_input_bytes) -> bytes:
-    """A regular file's bytes, at most ``max_bytes`` (see :func:`tcodec.fileio.read_input`)."""
-    return read_input(path, max_bytes)

@@ -71,8 +71,8 @@ def main() -> None:
             traceback.print_exc()
         say("error", str(error))
         sys.exit(error.exit_code)
-    except SystemExit as exit:
-        sys.exit(EXIT_TERMINATED if terminated and exit.code == EXIT_INTERRUPTED else exit.code)
+    except SystemExit as stop:
+        sys.exit(EXIT_TERMINATED if terminated and stop.code == EXIT_INTERRUPTED else stop.code)
 
 
 def _lift_pillow_bomb_limit() -> None:
@@ -239,7 +239,7 @@ def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, 
         output = str(Path(output) / (source.with_suffix(suffix).name if source else "stdin" + suffix))
     if output == "-" and stdout_is_terminal():
         raise OutputError("refusing to write binary data to a terminal; give -o FILE or redirect stdout")
-    if output != "-" and not force and not _same_file(source, output) and _is_file(output):
+    if output != "-" and not force and not _same_file(source, output) and Path(output).is_file():
         # checked before the work; an output equal to the input is refused when written
         raise OutputExistsError(f"{output}: already exists (use --force to overwrite)")
     try:
@@ -263,13 +263,6 @@ def _same_file(source: Path | None, output: str) -> bool:
     try:
         return source is not None and os.path.samefile(source, output)
     except OSError:  # either is missing (or a loop of links): not the same existing file
-        return False
-
-
-def _is_file(path: str) -> bool:
-    try:
-        return Path(path).is_file()
-    except OSError:
         return False
 
 
@@ -311,7 +304,7 @@ def info(
     """Show a .tcz file's header, caption and sizes without decoding it."""
     for name in files:
         try:
-            data = read_stdin(max_input_bytes) if name == "-" else read_input(name, max_input_bytes)
+            data = _read(None if name == "-" else Path(name), Limits(max_input_bytes=max_input_bytes))
             container = api.read_info(data)
         except TcodecError as error:
             raise labelled(error, name) from None

@@ -1,7 +1,6 @@
 import warnings
 
 import pytest
-from PIL import Image
 
 import tcodec
 from tcodec.errors import BackendError, FormatError, InputError, TcodecWarning

@@ -48,3 +48,17 @@ def test_summary_sizes_use_units():
     summary = Summary()
     summary.add(FileResult(3_500_000, 250_000, 1_000_000))
     assert summary.describe("decoded", "input") == "decoded 1 file; 3.5 MB -> 250.0 kB, 28.000 bpp"
+
+
+def test_an_output_another_run_made_meanwhile_counts_as_skipped(tmp_path):
+    from tcodec.errors import OutputExistsError
+
+    jobs = [Job(tmp_path / "a.png", tmp_path / "a.tcz")]
+
+    def process(job):
+        raise OutputExistsError(f"{job.target}: already exists")
+
+    messages = []
+    summary = run(jobs, process, n_jobs=1, force=False, report=lambda kind, text: messages.append(text),
+                  label=lambda error, source: error)
+    assert (summary.done, summary.skipped, summary.failed, messages) == (0, 1, 0, [])

@@ -3,7 +3,6 @@ special files, endless streams, bombs, smuggled content, terminal escapes, full 
 closed stdout, signals and racing runs. Each ends in one line and its exit code."""
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import tcodec
 from tcodec import fileio
 from tcodec.container import Container, pack, unpack
 
-from tests.conftest import image_bytes, run_cli
+from tests.conftest import run_cli
 from tests.test_cli import assert_error
 from tests.test_images import png_claiming
 

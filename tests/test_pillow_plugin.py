@@ -26,3 +26,17 @@ def test_pillow_opens_tcz_from_a_stream(card):
 def test_extension_and_mime_are_registered():
     assert Image.registered_extensions()[".tcz"] == "TCZ"
     assert Image.MIME["TCZ"] == "image/x-tcz"
+
+
+def test_pillow_reads_no_more_than_the_input_limit(card, monkeypatch):
+    import pytest
+
+    from tcodec import pillow_plugin
+    from tcodec.limits import Limits
+
+    data = tcodec.encode(card, quality=80)
+    monkeypatch.setattr(pillow_plugin, "DEFAULT_LIMITS", Limits(max_input_bytes=len(data) - 1))
+    with pytest.raises(Image.UnidentifiedImageError):
+        Image.open(io.BytesIO(data))
+    monkeypatch.setattr(pillow_plugin, "DEFAULT_LIMITS", Limits(max_input_bytes=len(data)))
+    assert Image.open(io.BytesIO(data)).size == card.size

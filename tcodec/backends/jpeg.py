@@ -78,7 +78,7 @@ def check_jpeg(data: bytes, width: int, height: int, mode: str) -> None:
     or after.
     """
     if data[:2] != b"\xff\xd8":
-        raise FormatError("the jpeg stream is not a JPEG file (no SOI marker)")
+        raise FormatError("the JPEG stream is not a JPEG file (it does not start with SOI)")
     pos, frame, scanned = 2, None, False
     while True:
         if pos >= len(data) or data[pos] != 0xFF:

@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tcodec import api
 from tcodec.batch import IMAGE_SUFFIXES
 from tcodec.bench.cache import ResultCache, result_key
 from tcodec.caption_files import CaptionSource
@@ -23,7 +22,9 @@ from tcodec.bench.codecs import BenchCodec, get_codec
 from tcodec.bench.metrics import METRICS, split_metrics
 from tcodec.bench.qualities import format_quality
 from tcodec.errors import InputError, TcodecError
+from tcodec.fileio import read_input
 from tcodec.images import load_image
+from tcodec.limits import DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def read_image(path: Path, dataset: Path, captions: dict[str, str] | None = None
     Raises:
         InputError: unreadable or not an image.
     """
-    data = api.read_file(path)
+    data = read_input(path, DEFAULT_LIMITS.max_input_bytes)
     name = path.name if dataset.is_file() else path.relative_to(dataset).as_posix()
     loaded = load_image(data, name=str(path))
     image = loaded.image
