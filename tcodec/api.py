@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
 
 from PIL import Image
 
+from tcodec import captions
 from tcodec.backends import get_backend
 from tcodec.container import Container, check_image_size, pack, unpack
 from tcodec.errors import FormatError, InputError
@@ -80,7 +82,7 @@ def encode(
     quality = check_quality(backend, quality)
     options = _checked_options(options, codec.options, backend)
     check_device(device)
-    keep = _caption_to_store(codec, caption, store_caption)
+    coded_caption = captions.encode(caption) if _caption_to_store(codec, caption, store_caption) else None
     encoder = codec.encoder(loaded.image, caption=caption, device=device, options=options)
 
     def file_at(quality: float) -> bytes:
@@ -94,7 +96,7 @@ def encode(
             streams=payload.streams,
             entropy_coder=payload.entropy_coder,
             model_hash=payload.model_hash,
-            caption=caption if keep else None,
+            coded_caption=coded_caption,
         ))
 
     if budget is None:
@@ -131,8 +133,18 @@ def decode_container(container: Container, *, device: str = "auto",
 
 
 def read_info(source: TczSource, limits: Limits = DEFAULT_LIMITS) -> Container:
-    """Parse and verify a ``.tcz`` file without decoding its image (no torch needed)."""
-    return unpack(source if isinstance(source, bytes) else read_input(source, limits.max_input_bytes))
+    """Parse and verify a ``.tcz`` file, caption included, without decoding its image
+    (no torch needed).
+
+    Raises:
+        FormatError: not a valid ``.tcz`` file (its caption included).
+        InputError: the path cannot be read, or is over ``limits.max_input_bytes``.
+    """
+    container = unpack(source if isinstance(source, bytes) else read_input(source, limits.max_input_bytes))
+    if container.coded_caption is None:
+        return container
+    # decoded only after unpack checked the CRC: the caption decoder sees only vouched-for bytes
+    return dataclasses.replace(container, caption=captions.decode(*container.coded_caption))
 
 
 def native_bytes(container: Container) -> tuple[str, bytes] | None:

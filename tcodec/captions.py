@@ -26,21 +26,18 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
-import importlib.util
 import json
 import re
 import struct
 import zlib
 from pathlib import Path
 
-from tcodec import container
+from tcodec.container import CAPTION_CODER_CODES
 from tcodec.errors import FormatError, InputError, ModelError, ModelMismatchError, ModelNotFoundError
 
-if importlib.util.find_spec("numpy") is None or importlib.util.find_spec("constriction") is None:
-    raise ImportError("the caption coder needs numpy and constriction; install them to use it")
-
-CAPTION_CODER_ID = 1
-MAX_CAPTION_BYTES = container.MAX_CAPTION_BYTES
+CAPTION_UTF8 = CAPTION_CODER_CODES["utf-8"]
+CAPTION_CODER_ID = CAPTION_CODER_CODES["tcodec-caption-v1"]
+MAX_CAPTION_BYTES = 4096  # UTF-8 bytes of a caption's text
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "caption_model_v1.bin"
 MODEL_SHA256 = "835fe9475dca2a6223974457b54a82ada599881d8d9f61337179fb54330018fa"
 MODEL_MAGIC = b"TCAPMDL1"
@@ -442,16 +439,51 @@ def load_model() -> CaptionModel:
     return CaptionModel.from_bytes(blob)
 
 
-def encode_caption(text: str) -> bytes:
-    """The coded caption stream of ``text`` (its length is stored by the container)."""
+def encode(text: str) -> tuple[int, bytes]:
+    """``text`` coded for a ``.tcz`` file: (caption coder code, bytes), by the learned
+    coder or as plain UTF-8, whichever is shorter, so a stored caption is never larger
+    than its text. The one place a caption's text is checked.
+
+    Raises:
+        InputError: not text, not valid Unicode, or longer than MAX_CAPTION_BYTES.
+    """
+    raw = _utf8(text)
+    if raw:
+        coded = load_model().encode(text)
+        if len(coded) < len(raw):
+            return CAPTION_CODER_ID, coded
+    return CAPTION_UTF8, raw
+
+
+def decode(caption_coder: int, data: bytes) -> str:
+    """Inverse of :func:`encode`. Raises FormatError for anything :func:`encode` cannot make."""
+    if caption_coder == CAPTION_UTF8:
+        if len(data) > MAX_CAPTION_BYTES:
+            raise FormatError(f"caption is longer than {MAX_CAPTION_BYTES} bytes; the file is corrupt")
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError("caption is not valid UTF-8; the file is corrupt") from None
+    if caption_coder == CAPTION_CODER_ID:
+        return decode_caption(data)
+    raise FormatError(f"unknown caption coder {caption_coder} (written by a newer tcodec?)")
+
+
+def _utf8(text: str) -> bytes:
     if not isinstance(text, str):
         raise InputError(f"a caption must be text, not {type(text).__name__}")
     try:
-        size = len(text.encode("utf-8"))
+        raw = text.encode("utf-8")
     except UnicodeEncodeError:
         raise InputError("caption is not valid Unicode (it holds a lone surrogate); fix the text") from None
-    if size > MAX_CAPTION_BYTES:
-        raise InputError(f"caption is {size} bytes of UTF-8; the limit is {MAX_CAPTION_BYTES}")
+    if len(raw) > MAX_CAPTION_BYTES:
+        raise InputError(f"caption is {len(raw)} bytes of UTF-8; the limit is {MAX_CAPTION_BYTES}")
+    return raw
+
+
+def encode_caption(text: str) -> bytes:
+    """The stream of caption coder 1 for ``text`` (its length is stored by the container)."""
+    _utf8(text)
     return load_model().encode(text)
 
 

@@ -4,6 +4,10 @@ The byte layout is specified in ``formats/tcz.md``; this module follows it field
 field. The reader treats every file as untrusted: each length is checked against
 the bytes that are really there, every size against a limit, before anything is
 sliced or allocated, and the CRC-32 covers the whole file.
+
+A caption is carried as its coder's code and coded bytes (``coded_caption``); turning
+text into those bytes and back is :mod:`tcodec.captions`'s job (the API calls it), so
+this module needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ FORMAT_MINOR = 0
 BACKEND_CODES = {"jpeg": 1, "taco": 2, "perco": 3}
 MODE_CODES = {"L": 1, "RGB": 2}
 ENTROPY_CODER_CODES = {"none": 0, "constriction-range": 1, "constriction-ans": 2}
-CAPTION_UTF8 = 0  # caption coder 0: plain UTF-8; others come from tcodec.captions
+CAPTION_CODER_CODES = {"utf-8": 0, "tcodec-caption-v1": 1}  # what each code means: tcodec.captions
 
 FLAG_MODEL_HASH = 0x01
 FLAG_CAPTION = 0x02
@@ -32,7 +36,6 @@ KNOWN_FLAGS = FLAG_MODEL_HASH | FLAG_CAPTION
 MODEL_HASH_BYTES = 8
 MAX_SIDE = 65535  # JPEG's own limit, and far beyond any learned codec's use
 MAX_PIXELS = 1 << 28  # ~268 megapixels, ~800 MB as 8-bit RGB
-MAX_CAPTION_BYTES = 4096  # UTF-8 bytes of the caption text
 MAX_CODED_CAPTION_BYTES = 8192
 MAX_STREAMS = 64
 MAX_QUALITY = 0xFFFF / 100
@@ -43,6 +46,7 @@ _BY_CODE = {
     "backend": {code: name for name, code in BACKEND_CODES.items()},
     "mode": {code: name for name, code in MODE_CODES.items()},
     "entropy coder": {code: name for name, code in ENTROPY_CODER_CODES.items()},
+    "caption coder": {code: name for name, code in CAPTION_CODER_CODES.items()},
 }
 
 
@@ -60,7 +64,10 @@ class Container:
             bitstream such as JPEG).
         model_hash: the first 8 bytes of the model-version hash, or None for backends
             without learned weights.
-        caption: the stored caption, or None.
+        coded_caption: what the file stores of the caption, (caption coder code, coded
+            bytes), or None for no caption.
+        caption: the caption's text, filled in by :func:`tcodec.api.read_info` (this
+            module reads and writes ``coded_caption`` only).
         layout: byte counts of each part, filled in by :func:`unpack` (for ``info``).
     """
 
@@ -73,6 +80,7 @@ class Container:
     entropy_coder: str = "none"
     model_hash: bytes | None = None
     caption: str | None = None
+    coded_caption: tuple[int, bytes] | None = field(default=None, repr=False)
     layout: dict[str, int] | None = field(default=None, compare=False)
 
 # --- writing -------------------------------------------------------------------
@@ -92,8 +100,14 @@ def pack(container: Container) -> bytes:
         if len(c.model_hash) != MODEL_HASH_BYTES:
             raise InputError(f"model hash must be {MODEL_HASH_BYTES} bytes")
         flags |= FLAG_MODEL_HASH
-    if c.caption is not None:
+    if c.caption is not None and c.coded_caption is None:
+        raise InputError("the caption must be coded before packing (tcodec.captions.encode)")
+    if c.coded_caption is not None:
         flags |= FLAG_CAPTION
+        caption_coder, coded = c.coded_caption
+        _lookup("caption coder", caption_coder, InputError)
+        if len(coded) > MAX_CODED_CAPTION_BYTES:
+            raise InputError(f"a coded caption holds at most {MAX_CODED_CAPTION_BYTES} bytes, not {len(coded)}")
 
     out = bytearray(MAGIC)
     out.append(FORMAT_MAJOR << 4 | FORMAT_MINOR)
@@ -105,8 +119,7 @@ def pack(container: Container) -> bytes:
     out.append(_code("entropy coder", ENTROPY_CODER_CODES, c.entropy_coder))
     if c.model_hash is not None:
         out += c.model_hash
-    if c.caption is not None:
-        caption_coder, coded = encode_caption(c.caption)
+    if c.coded_caption is not None:
         out.append(caption_coder)
         out += _varint(len(coded)) + coded
     out += _varint(len(c.streams))
@@ -114,37 +127,6 @@ def pack(container: Container) -> bytes:
         out += _varint(len(stream)) + stream
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
-
-
-def encode_caption(text: str) -> tuple[int, bytes]:
-    """Code a caption with the best available caption coder; returns (coder id, bytes).
-
-    The learned coder (``tcodec.captions``) is used when it is installed and smaller;
-    plain UTF-8 otherwise, so a stored caption is never larger than its text.
-    """
-    if not isinstance(text, str):
-        raise InputError(f"a caption must be text, not {type(text).__name__}")
-    try:
-        raw = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("caption is not valid Unicode (a lone surrogate, e.g. from undecodable bytes)") from None
-    if len(raw) > MAX_CAPTION_BYTES:
-        raise InputError(f"caption is {len(raw)} bytes of UTF-8; the limit is {MAX_CAPTION_BYTES}")
-    best = (CAPTION_UTF8, raw)
-    learned = _learned_caption_coder()
-    if learned is not None and raw:
-        coded = learned.encode_caption(text)
-        if len(coded) < len(raw):
-            best = (learned.CAPTION_CODER_ID, coded)
-    return best
-
-
-def _learned_caption_coder():
-    try:
-        from tcodec import captions
-    except ImportError:  # the caption model needs numpy + constriction
-        return None
-    return captions
 
 
 def _code(what: str, table: dict[str, int], name: str) -> int:
@@ -194,7 +176,8 @@ def unpack(data: bytes) -> Container:
     coded_caption = None
     if flags & FLAG_CAPTION:
         caption_coder = reader.byte("caption coder")
-        coded_caption = reader.sized(MAX_CODED_CAPTION_BYTES, "caption")
+        _lookup("caption coder", caption_coder)
+        coded_caption = (caption_coder, reader.sized(MAX_CODED_CAPTION_BYTES, "caption"))
     caption_end = reader.pos
     n_streams = reader.varint("stream count")
     if not 1 <= n_streams <= MAX_STREAMS:
@@ -206,8 +189,6 @@ def unpack(data: bytes) -> Container:
         raise FormatError(f"{len(data) - reader.pos} unexpected bytes after the end of the file")
     if struct.unpack("<I", crc)[0] != zlib.crc32(data[:body_end]):
         raise FormatError("checksum mismatch: the file is corrupted")
-    # Decoded only now, so the caption decoder never sees bytes the CRC did not vouch for.
-    caption = None if coded_caption is None else decode_caption(caption_coder, coded_caption)
     layout = {
         "file": len(data),
         "header": header_end,
@@ -215,7 +196,8 @@ def unpack(data: bytes) -> Container:
         "streams": sum(len(s) for s in streams),
         "framing": body_end - caption_end - sum(len(s) for s in streams) + CRC_BYTES,
     }
-    return Container(backend, quality, width, height, mode, streams, entropy_coder, model_hash, caption, layout)
+    return Container(backend, quality, width, height, mode, streams, entropy_coder, model_hash,
+                     coded_caption=coded_caption, layout=layout)
 
 
 def check_magic(data: bytes) -> None:
@@ -232,25 +214,11 @@ def check_magic(data: bytes) -> None:
         )
 
 
-def decode_caption(caption_coder: int, coded: bytes) -> str:
-    if caption_coder == CAPTION_UTF8:
-        if len(coded) > MAX_CAPTION_BYTES:
-            raise FormatError(f"caption is longer than {MAX_CAPTION_BYTES} bytes; the file is corrupt")
-        try:
-            return coded.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormatError("caption is not valid UTF-8; the file is corrupt") from None
-    learned = _learned_caption_coder()
-    if learned is None or caption_coder != learned.CAPTION_CODER_ID:
-        raise FormatError(f"unknown caption coder {caption_coder} (written by a newer tcodec?)")
-    return learned.decode_caption(coded)
-
-
-def _lookup(what: str, code: int) -> str:
+def _lookup(what: str, code: int, error: type[Exception] = FormatError) -> str:
     try:
         return _BY_CODE[what][code]
     except KeyError:
-        raise FormatError(f"unknown {what} code {code} (corrupt file, or written by a newer tcodec)") from None
+        raise error(f"unknown {what} code {code} (corrupt file, or written by a newer tcodec)") from None
 
 
 def check_image_size(width: int, height: int, error: type[Exception]) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from tcodec.container import MAGIC, unpack
+from tcodec.api import read_info
+from tcodec.container import MAGIC
 from tcodec.limits import DEFAULT_LIMITS
 
 
@@ -23,7 +24,7 @@ class TczImageFile(ImageFile.ImageFile):
         data = self.fp.read(DEFAULT_LIMITS.max_input_bytes + 1)
         if len(data) > DEFAULT_LIMITS.max_input_bytes:
             raise SyntaxError(f"a .tcz file larger than {DEFAULT_LIMITS.max_input_bytes:,} bytes is refused")
-        self._container = unpack(data)
+        self._container = read_info(data)
         self._size = (self._container.width, self._container.height)
         self._mode = self._container.mode
         self.info["backend"] = self._container.backend

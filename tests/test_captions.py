@@ -258,3 +258,30 @@ def test_import_is_cheap():
 def test_tokens_reassemble_any_text():
     for text in ENGLISH + UNUSUAL + LONGEST:
         assert "".join(" " * space + core for space, core in captions.split_tokens(text)) == text
+
+
+def test_encode_picks_the_shorter_coding_and_decode_inverts_it():
+    english = captions.encode("a dog on a beach")
+    assert english[0] == captions.CAPTION_CODER_ID and len(english[1]) < len("a dog on a beach")
+    assert captions.decode(*english) == "a dog on a beach"
+    assert captions.encode("") == (captions.CAPTION_UTF8, b"")
+    assert captions.decode(captions.CAPTION_UTF8, b"") == ""
+    limit = "é" * (MAX // 2)
+    assert captions.decode(*captions.encode(limit)) == limit
+
+
+@pytest.mark.parametrize("text, message", [
+    ("caf\udce9", "not valid Unicode"), ("a\ud800b", "not valid Unicode"),
+    ("x" * (MAX + 1), "caption is 4097 bytes"), (b"bytes", "must be text"),
+])
+def test_encode_checks_the_text_once_for_every_coder(text, message):
+    with pytest.raises(InputError, match=message):
+        captions.encode(text)
+
+
+@pytest.mark.parametrize("coder, data, message", [
+    (0, b"\xff\xfe", "not valid UTF-8"), (0, b"a" * (MAX + 1), "longer than 4096"), (7, b"", "unknown caption coder 7"),
+])
+def test_decode_refuses_what_encode_cannot_make(coder, data, message):
+    with pytest.raises(FormatError, match=message):
+        captions.decode(coder, data)

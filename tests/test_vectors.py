@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 import tcodec
-from tcodec.container import unpack
 
 VECTORS = Path(__file__).resolve().parent.parent / "formats" / "vectors"
 NAMES = sorted(p.stem for p in VECTORS.glob("*.tcz"))
@@ -21,7 +20,7 @@ def test_there_are_vectors_for_every_decodable_backend():
 def test_vector_header_and_streams(name):
     data = (VECTORS / f"{name}.tcz").read_bytes()
     expected = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
-    container = unpack(data)
+    container = tcodec.read_info(data)  # the container, and the caption decoded
     assert len(data) == expected["size_bytes"]
     for key in ("backend", "quality", "width", "height", "mode", "entropy_coder", "caption"):
         assert getattr(container, key) == expected[key], key

@@ -37,7 +37,7 @@ def test_round_trip_through_the_container(models_env, card):
 
 def test_caption_is_stored_when_asked(models_env, card):
     data = tcodec.encode(card, "taco", 2, caption="kept", store_caption=True, options={"model": str(models_env)})
-    assert unpack(data).caption == "kept"
+    assert tcodec.read_info(data).caption == "kept"
 
 
 def test_grayscale_comes_back_grayscale(models_env, card):
