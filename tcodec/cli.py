@@ -24,17 +24,14 @@ import typer
 from tcodec import api, batch
 from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
-from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, one_line, printable
+from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, say
+from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, printable
 from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
                            write_stdout)
 from tcodec.images import load_image
 from tcodec.limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_PIXELS, Limits
 from tcodec.memory import keep_freed_memory
 from tcodec.rate_search import byte_budget
-
-EXIT_SOME_FAILED = 6
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 128 + signal.SIGTERM
 
 app = typer.Typer(
     help="Image compression with text information: .tcz files with jpeg, taco and perco backends.",
@@ -101,12 +98,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, AttributeError, ValueError):
         pass
-
-
-def say(kind: str, text: str) -> None:
-    """One line on stderr: `tcodec: error: ...`; library messages may span lines, ours do not."""
-    if sys.stderr is not None:
-        print(f"tcodec: {kind}: {one_line(text, 1000)}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:
@@ -363,7 +354,7 @@ def demo(
                                                     "else jpeg.")] = None,
     quality: Annotated[Optional[float], typer.Option("--quality", "-q")] = None,
 ) -> None:
-    """Encode and decode the built-in test card, and print what it measured."""
+    """Encode and decode the shipped photo (CC0), compare with JPEG and WebP at the same size, and print what it measured."""
     from tcodec.demo import run_demo
 
     for line in run_demo(output, backend, quality):

@@ -1,21 +1,26 @@
-"""``tcodec demo``: the main job end to end on the built-in test card, no download."""
+"""``tcodec demo``: the main job end to end on the photograph that ships in the package
+(``data/demo-photo.png``, CC0; see ``data/demo-photo.md``), compared with JPEG and WebP at
+the same file size; nothing is downloaded."""
 
 from __future__ import annotations
 
 import io
 import math
 import time
+from importlib import resources
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageStat, features
 
 from tcodec import api
 from tcodec.errors import InputError
 from tcodec.fileio import write_atomic
-from tcodec.images import LoadedImage
-from tcodec.sample import sample_image
+from tcodec.images import load_image
 
-CAPTION = "a colourful test card"
+PHOTO = "demo-photo.png"
+CAPTION = "a close-up of a tabby cat with green eyes"
+DESCRIPTION = "photo of Chelsea the cat (CC0, Stefan van der Walt, via scikit-image)"
+WEBP_METHOD = 6  # libwebp's slowest, smallest setting
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -32,38 +37,86 @@ def default_backend() -> str:
     return "taco" if is_installed("taco") else "jpeg"
 
 
+def photo_bytes() -> bytes:
+    """The shipped photograph's PNG file (read through importlib.resources, so it works
+    from an installed package too)."""
+    return (resources.files("tcodec") / "data" / PHOTO).read_bytes()
+
+
+def webp_within(image: Image.Image, max_bytes: int) -> tuple[int, bytes] | None:
+    """The highest WebP quality (0-100, method 6) whose file is at most ``max_bytes``, and
+    that file; None when even quality 0 is larger. A bisection: libwebp's file size grows
+    with quality."""
+    def encoded(quality: int) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", quality=quality, method=WEBP_METHOD)
+        return buffer.getvalue()
+
+    best = None
+    low, high = 0, 100
+    while low <= high:
+        middle = (low + high) // 2
+        data = encoded(middle)
+        if len(data) <= max_bytes:
+            best, low = (middle, data), middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
 def run_demo(folder: Path, backend: str | None, quality: float | None) -> list[str]:
-    """Encode and decode the test card into ``folder``, then JPEG at the same size for
-    comparison; return lines to print."""
+    """Encode and decode the shipped photo into ``folder``, then JPEG and WebP at the same
+    size or smaller for comparison; return lines to print."""
     backend = backend or default_backend()
-    image = sample_image()
+    original = photo_bytes()
+    loaded = load_image(original, PHOTO)
+    image = loaded.image
+    pixels = image.width * image.height
     started = time.perf_counter()
-    data = api.encode(LoadedImage(image), backend, quality, caption=CAPTION, store_caption=True)
+    data = api.encode(loaded, backend, quality, caption=CAPTION, store_caption=True)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     decoded = api.decode(data)
     decode_s = time.perf_counter() - started
     quality = api.read_info(data).quality
-    write_atomic(folder / "sample.png", _png(image), overwrite=True)
-    write_atomic(folder / "sample.tcz", data, overwrite=True)
-    write_atomic(folder / "sample.decoded.png", _png(decoded), overwrite=True)
-    pixels = image.width * image.height
+    written = {"photo.png": (original, "the original"), "photo.tcz": (data, f"{backend}'s file"),
+               "photo.decoded.png": (_png(decoded), f"{backend}'s file decoded")}
     lines = [
-        f"backend {backend}, quality {quality:g}, {image.width}x{image.height} test card, caption {CAPTION!r}",
-        f"wrote {folder / 'sample.tcz'}: {len(data)} bytes, {8 * len(data) / pixels:.3f} bpp",
-        f"decoded {folder / 'sample.decoded.png'}: PSNR {psnr(image, decoded.convert('RGB')):.2f} dB",
-        f"encode {encode_s * 1000:.1f} ms{' (loading the model included)' if backend != 'jpeg' else ''}, "
-        f"decode {decode_s * 1000:.1f} ms",
+        f"photo: {image.width}x{image.height} ({pixels:,} pixels, {len(original):,} bytes as PNG), "
+        f"{DESCRIPTION}",
+        f"{backend} quality {quality:g}, caption {CAPTION!r}: {len(data):,} bytes, "
+        f"{8 * len(data) / pixels:.3f} bpp, PSNR {psnr(image, decoded.convert('RGB')):.2f} dB",
+        f"  encode {encode_s * 1000:.0f} ms{' (loading the model included)' if backend != 'jpeg' else ''}, "
+        f"decode {decode_s * 1000:.0f} ms",
     ]
     if backend != "jpeg":
         try:
-            jpeg = api.encode(LoadedImage(image), "jpeg", max_bytes=len(data), caption=CAPTION)
+            jpeg = api.encode(loaded, "jpeg", max_bytes=len(data), caption=CAPTION)
         except InputError:
-            lines.append(f"jpeg: cannot make a file this small ({len(data)} bytes)")
+            lines.append(f"jpeg: cannot make a file this small ({len(data):,} bytes)")
         else:
+            native = api.native_bytes(api.read_info(jpeg))
+            written["photo.jpg"] = (native[1], "the JPEG, for any viewer")
             lines.append(f"jpeg at most as large (--max-bytes {len(data)}): quality "
-                         f"{api.read_info(jpeg).quality:g}, {len(jpeg)} bytes, "
+                         f"{api.read_info(jpeg).quality:g}, {len(jpeg):,} bytes, "
+                         f"{8 * len(jpeg) / pixels:.3f} bpp, "
                          f"PSNR {psnr(image, api.decode(jpeg).convert('RGB')):.2f} dB")
+    if not features.check("webp"):
+        lines.append("webp: this Pillow has no WebP support")
+    elif (webp := webp_within(image, len(data))) is None:
+        lines.append(f"webp: cannot make a file this small ({len(data):,} bytes)")
+    else:
+        webp_quality, webp_data = webp
+        written["photo.webp"] = (webp_data, "the WebP")
+        with Image.open(io.BytesIO(webp_data)) as webp_image:
+            webp_psnr = psnr(image, webp_image.convert("RGB"))
+        lines.append(f"webp at most as large (method {WEBP_METHOD}): quality {webp_quality}, "
+                     f"{len(webp_data):,} bytes, {8 * len(webp_data) / pixels:.3f} bpp, PSNR {webp_psnr:.2f} dB")
+    lines.append(f"files in {folder}:")
+    width = max(map(len, written))
+    for name, (content, what) in written.items():
+        write_atomic(folder / name, content, overwrite=True)
+        lines.append(f"  {name:<{width}}  {what}")
     return lines
 
 

@@ -1,4 +1,4 @@
-"""A built-in test card, so the demo and tests need no downloaded image."""
+"""A built-in test card, so tests (and benchmarks) need no downloaded image."""
 
 from __future__ import annotations
 

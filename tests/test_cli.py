@@ -95,10 +95,16 @@ def test_backends_lists_jpeg():
 
 
 def test_demo_runs_with_the_built_in_image(tmp_path):
+    from tcodec.demo import photo_bytes
+
     result = run_cli("demo", "-o", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
-    assert b"PSNR" in result.stdout
-    assert tcodec.read_info(tmp_path / "demo" / "sample.tcz").caption == "a colourful test card"
+    assert b"PSNR" in result.stdout and b"webp at most as large" in result.stdout
+    folder = tmp_path / "demo"
+    assert tcodec.read_info(folder / "photo.tcz").caption == "a close-up of a tabby cat with green eyes"
+    assert (folder / "photo.png").read_bytes() == photo_bytes()  # the shipped photo, as shipped
+    assert (folder / "photo.webp").stat().st_size <= (folder / "photo.tcz").stat().st_size
+    assert b"photo.decoded.png" in result.stdout and str(folder).encode() in result.stdout
 
 
 def test_lossy_conversion_is_warned_on_stderr(tmp_path, card):

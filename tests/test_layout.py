@@ -40,3 +40,50 @@ def test_only_entropy_imports_constriction():
             if any(name.split(".")[0] == "constriction" for name in names):
                 importers.append(path.relative_to(PACKAGE).as_posix())
     assert set(importers) <= {"entropy.py"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (anywhere in it, deferred imports too),
+    leaving out its own parent packages (importing a module imports those anyway)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("tcodec", *path.relative_to(PACKAGE).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])])
+                targets |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names}
+        edges = set()
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(target + "."):
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = import_graph()
+    assert "tcodec.weights" in graph["tcodec.models.text"]  # the graph sees deferred imports
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for following in graph[todo.pop()] - seen:
+                if following == goal:
+                    return True
+                seen.add(following)
+                todo.append(following)
+        return False
+
+    cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a in graph for b in graph[a] if reaches(b, a))
+    assert cycles == []

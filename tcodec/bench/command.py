@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-EXIT_SOME_FAILED = 6  # as for folders: some measurements failed, each was reported
+from tcodec.console import EXIT_SOME_FAILED, say
 
 
 def bench(
@@ -111,12 +111,12 @@ def run_bench(config, reference: str | None, anchors: Path | None, method: str, 
     run = prepare(config)  # every check above and here comes before the long part
     for image in run.images:
         for note in image.notes:
-            _say("warning", f"{image.name}: {note}")
+            say("warning", f"{image.name}: {note}")
     cache = ResultCache(config.cache or config.output / "cache.jsonl")
     with report.progress_bar(len(plan(run))) as advance:
         execute(run, cache, advance)
     for failure in run.failures:
-        _say("error", failure)
+        say("error", failure)
     _report(run, anchor_curves, reference, method, max_bpp, plots)
     print(f"measured {run.measured}, reused {run.reused} from {cache.path}; "
           f"outputs in {config.output}")
@@ -147,14 +147,8 @@ def _plot(curves, folder: Path, title: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        _say("warning", "RD plots not written: they need matplotlib (pip install 'tcodec[bench]')")
+        say("warning", "RD plots not written: they need matplotlib (pip install 'tcodec[bench]')")
         return
     from tcodec.bench.plots import plot_rd
 
     plot_rd(curves, folder, title)
-
-
-def _say(kind: str, text: str) -> None:
-    from tcodec.cli import say  # deferred: tcodec.cli imports this module
-
-    say(kind, text)

