@@ -24,7 +24,8 @@ from PIL import Image
 from tcodec.models import image_to_tensor, pad_to_multiple
 from tcodec.models.coding import TensorCoder
 from tcodec.models.text import text_encoder
-from tcodec.weights import load_model, save_model
+from tcodec.models.taco_weights import save_model
+from tcodec.weights import load_model
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
@@ -66,7 +67,7 @@ def main() -> None:
         base = loaded.model
         other = load_model(str(retabled(loaded, table, Path(tmp)))).model
         text = text_encoder(loaded.config["text_encoder"]).encode([""])
-        xs = [pad_to_multiple(image_to_tensor(Image.open(f).convert("RGB"))) for f in images]
+        xs = [pad_to_multiple(image_to_tensor(Image.open(f).convert("RGB")), 64) for f in images]
         ys = [base.analyse(x, text) for x in xs]
         qualities = list(range(1, base.config.rates + 1))
         for quality in qualities:  # same symbols: the same decoded image

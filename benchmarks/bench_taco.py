@@ -82,7 +82,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not args.image.is_file():
         sys.exit(f"no image at {args.image}; give --image")
-    x = pad_to_multiple(image_to_tensor(Image.open(args.image).convert("RGB")))
+    x = pad_to_multiple(image_to_tensor(Image.open(args.image).convert("RGB")), 64)
     own = tomllib.loads((ROOT / "training" / "taco-cpu-v1.toml").read_text())["model"]
     configs = {"official (N=192, M=320)": TacoConfig(), "tcodec CPU (taco-cpu-v1)": TacoConfig.from_dict(own)}
     print(f"{args.image.name} {x.shape[3]}x{x.shape[2]}, {args.threads} threads, median of {args.repeats}, "

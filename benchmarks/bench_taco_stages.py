@@ -32,7 +32,8 @@ import tcodec
 import tcodec.models.coding as coding
 from tcodec.backends.taco import DEFAULT_MODEL, _load, _text
 from tcodec.memory import release_free_memory
-from tcodec.models import PAD_MULTIPLE, image_to_tensor, pad_to_multiple
+from tcodec.models import image_to_tensor, pad_to_multiple
+from tcodec.models.taco import TacoModel
 from tcodec.models.coding import TensorCoder
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
@@ -80,8 +81,8 @@ def main() -> None:
     device = torch.device("cpu")
     loaded = _load(args.model, device)
     model, clock = loaded.model, CoderClock()
-    x = pad_to_multiple(image_to_tensor(Image.open(args.image).convert("RGB")))
-    z_size = (x.shape[-2] // PAD_MULTIPLE, x.shape[-1] // PAD_MULTIPLE)
+    x = pad_to_multiple(image_to_tensor(Image.open(args.image).convert("RGB")), TacoModel.downsampling)
+    z_size = (x.shape[-2] // TacoModel.downsampling, x.shape[-1] // TacoModel.downsampling)
     with torch.inference_mode():
         text, text_s, _ = best(lambda: _text(loaded, "a photo", device), args.repeats, clock)
         y, analysis_s, _ = best(lambda: model.analyse(x, text), args.repeats, clock)

@@ -13,6 +13,8 @@ from tcodec.errors import (
     FormatError,
     InputError,
     ModelError,
+    ModelMismatchError,
+    ModelNotFoundError,
     OutputError,
     TcodecError,
     TcodecWarning,
@@ -33,6 +35,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BackendError", "Container", "FormatError", "InputError", "Limits", "ModelError", "OutputError",
+    "BackendError", "Container", "FormatError", "InputError", "Limits", "ModelError", "ModelMismatchError",
+    "ModelNotFoundError", "OutputError",
     "TcodecError", "TcodecWarning", "decode", "encode", "read_info",
 ]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from tcodec import captions
 from tcodec.backends import get_backend
+from tcodec.backends.base import check_quality_range
 from tcodec.container import Container, check_image_size, pack, unpack
 from tcodec.errors import FormatError, InputError
 from tcodec.fileio import read_input
@@ -80,10 +81,11 @@ def encode(
     codec = get_backend(backend)
     budget = byte_budget(max_bytes, target_bpp, loaded.image.width, loaded.image.height, quality)
     quality = check_quality(backend, quality)
-    options = _checked_options(options, codec.options, backend)
+    options = checked_options(options, codec.options, backend)
     check_device(device)
-    coded_caption = captions.encode(caption) if _caption_to_store(codec, caption, store_caption) else None
     encoder = codec.encoder(loaded.image, caption=caption, device=device, options=options)
+    used = encoder.caption if encoder.caption is not None else caption  # a backend may caption the image
+    coded_caption = captions.encode(used) if _caption_to_store(codec, used, store_caption) else None
 
     def file_at(quality: float) -> bytes:
         payload = encoder.encode(quality)
@@ -125,7 +127,7 @@ def decode_container(container: Container, *, device: str = "auto",
     limits.check_pixels(container.width, container.height, "the file's image", InputError)
     codec = get_backend(container.backend)
     image = codec.decode(container, device=device,
-                         options=_checked_options(options, codec.decode_options, container.backend))
+                         options=checked_options(options, codec.decode_options, container.backend))
     if image.size != (container.width, container.height) or image.mode != container.mode:
         raise FormatError(f"decoded image is {image.size} {image.mode}, the header says "
                           f"{(container.width, container.height)} {container.mode}")
@@ -162,15 +164,13 @@ def check_quality(backend: str, quality: float | None) -> float:
     codec = get_backend(backend)
     if quality is None:
         return codec.default_quality
-    low, high = codec.quality_range
-    if not low <= quality <= high or (codec.integer_quality and quality != int(quality)):
-        kind = "an integer" if codec.integer_quality else "a number"
-        raise InputError(f"quality for {backend} must be {kind} from {low:g} to {high:g}, not {quality:g}")
+    check_quality_range(backend, quality, *codec.quality_range, integer=codec.integer_quality)
     # the header keeps hundredths: the encoder must use the quality the decoder will read
     return int(quality) if codec.integer_quality else round(float(quality), 2)
 
 
-def _checked_options(options: Mapping[str, str] | None, known: Mapping[str, str], backend: str) -> dict:
+def checked_options(options: Mapping[str, str] | None, known: Mapping[str, str], backend: str) -> dict:
+    """``options`` as a dict, if every key is one of ``known``; else InputError."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(known))
     if unknown:

@@ -8,12 +8,12 @@ written atomically, so an interrupted run can simply be run again.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from tcodec.console import progress_bar
 from tcodec.errors import InputError, OutputExistsError, TcodecError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
@@ -112,7 +112,7 @@ def run(
             summary.skipped += 1
         else:
             todo.append(job)
-    with _progress(len(todo), report) as (advance, emit):
+    with progress_bar(len(todo), "tcodec") as advance:
         with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
             futures = {pool.submit(process, job): job for job in todo}
             try:
@@ -124,43 +124,16 @@ def run(
                         summary.skipped += 1
                     except TcodecError as error:
                         summary.failed += 1
-                        emit("error", str(label(error, str(job.source))))
+                        report("error", str(label(error, str(job.source))))
                     else:
                         summary.add(result)
                         for note in result.notes:
-                            emit("warning", f"{job.source}: {note}")
+                            report("warning", f"{job.source}: {note}")
                     advance()
             except KeyboardInterrupt:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return summary
-
-
-class _progress:
-    """A Rich progress bar on stderr when it is a terminal; reports print above it."""
-
-    def __init__(self, total: int, report: Callable[[str, str], None]) -> None:
-        self.total, self.report = total, report
-        self.enabled = sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return (lambda: None), self.report
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-        )
-        self.bar.__enter__()  # redirects stderr: reports print above the bar, in the CLI's one format
-        task = self.bar.add_task("tcodec", total=self.total)
-        return (lambda: self.bar.advance(task)), self.report
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 def _size(n: float) -> str:

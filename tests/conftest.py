@@ -50,7 +50,7 @@ def run_cli(*args, input: bytes | None = None, cwd=None) -> subprocess.Completed
 def tiny_folder(tmp_path_factory):
     """A randomly initialised small TACO (the real structure) saved as a model folder."""
     pytest.importorskip("torch")  # the learned backends are an optional extra
-    from tcodec.weights import save_model
+    from tcodec.models.taco_weights import save_model
     from tests.models.tiny import tiny_model
 
     folder = tmp_path_factory.mktemp("models") / "tiny-taco"

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcodec import entropy
@@ -120,3 +120,27 @@ def test_bad_arguments_are_value_errors():
 def test_bytes_to_words_is_big_endian_and_zero_padded():
     assert entropy.bytes_to_words(b"\x01\x02\x03\x04\x05").tolist() == [0x01020304, 0x05000000]
     assert entropy.bytes_to_words(b"").tolist() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(alphabet=st.integers(1, 9000), data=st.data())
+def test_uniform_indices_of_any_alphabet_round_trip_trimmed(alphabet, data):
+    from tcodec.entropy import decode_uniform, encode_uniform
+
+    symbols = data.draw(st.lists(st.integers(0, alphabet - 1), max_size=300))
+    stream = encode_uniform(symbols, alphabet)
+    assert decode_uniform(stream, len(symbols), alphabet) == symbols
+    ideal_bytes = len(symbols) * math.log2(alphabet) / 8
+    assert len(stream) <= ideal_bytes + 5  # trimmed: within a few bytes of the information
+
+
+def test_uniform_streams_that_encode_uniform_cannot_make_are_refused():
+    from tcodec.entropy import decode_uniform, encode_uniform
+
+    stream = encode_uniform([5, 0, 8195, 17] * 20, 8196)
+    with pytest.raises(FormatError, match="do not account for"):
+        decode_uniform(stream + b"\x01", 80, 8196)
+    with pytest.raises(FormatError, match="cannot hold 80 indices"):
+        decode_uniform(stream[:10], 80, 8196)
+    with pytest.raises(ValueError, match="outside 0..255"):
+        encode_uniform([256], 256)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tcodec.entropy import CdfTables, LatentDecoder, LatentEncoder
-from tcodec.errors import FormatError
+from tcodec.errors import FormatError, ModelError
 
 
 def gaussian_tables(n_rows: int = 8) -> CdfTables:
@@ -117,8 +117,8 @@ def test_garbage_raises_only_format_error(tables):
             pass
 
 
-def test_malformed_tables_are_refused():
-    with pytest.raises(FormatError, match="malformed"):
+def test_malformed_tables_are_a_model_error():
+    with pytest.raises(ModelError, match="malformed"):
         CdfTables(np.zeros((2, 4)), np.array([4]), np.array([0, 0]))
 
 

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tcodec import train  # noqa: E402
+from tcodec.errors import InputError  # noqa: E402
 from tcodec.sample import sample_image  # noqa: E402
 from tcodec.weights import load_model  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_refuses_kodak(tmp_path):
     kodak = tmp_path / "kodak"
     kodak.mkdir()
     sample_image(64, 64).save(kodak / "kodim01.png")
-    with pytest.raises(SystemExit, match="refusing to train on Kodak"):
+    with pytest.raises(InputError, match="refusing to train on Kodak"):
         train.find_images([str(kodak)])
 
 
@@ -185,7 +186,7 @@ def test_the_parameter_networks_stage_makes_an_integer_model_that_codes(tmp_path
 def test_an_unknown_stage_is_refused(tmp_path):
     write_run(tmp_path, 2)
     (tmp_path / "odd.toml").write_text('base = "run.toml"\n[train]\nstage = "decoder"\n')
-    with pytest.raises(SystemExit, match="unknown stage"):
+    with pytest.raises(InputError, match="unknown stage"):
         train.train(tmp_path / "odd.toml")
 
 

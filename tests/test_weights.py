@@ -48,7 +48,7 @@ def test_fetch_offline_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
     with pytest.raises(ModelError, match="could not download .*clip-vit-base-patch32.*on a machine with a network"):
         weights.fetch("clip-vit-base-patch32")
-    with pytest.raises(ModelError, match="tcodec models import taco-official-3 FILE"):
+    with pytest.raises(ModelError, match="tcodec models import taco-official-3 PATH"):
         weights.fetch("taco-official-3")
 
 
@@ -96,7 +96,7 @@ def test_weights_that_do_not_fit_the_config_are_a_model_error(tiny_folder, tmp_p
 def test_missing_model_names_the_place_and_the_command(monkeypatch, tmp_path, torch):
     monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match=rf"model taco-official-1 is not installed: looked for {tmp_path}.*"
-                                                 "tcodec models fetch taco-official-1"):
+                                                 "tcodec models import taco-official-1 PATH"):
         weights.load_model("taco-official-1")
 
 
@@ -120,7 +120,9 @@ def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, ol
     original = TacoModel(TacoConfig.from_dict(config))  # full size, random weights
     path = tmp_path / "lambda_0.0004.pth.tar"
     torch.save(official_layout(original, old_names, prefix), path)
-    converted = weights.convert_official(path, config)
+    from tcodec.models import taco_weights
+
+    converted = taco_weights.convert_official(path, config)
     for key, value in original.state_dict().items():
         assert torch.equal(converted.state_dict()[key], value), key
 
@@ -148,8 +150,10 @@ def test_import_pins_converts_and_installs(tmp_path, monkeypatch, torch):
 def test_import_refuses_non_checkpoints(tmp_path, torch):
     bogus = tmp_path / "x.pth.tar"
     bogus.write_bytes(b"not a checkpoint")
+    from tcodec.models import taco_weights
+
     with pytest.raises(ModelError, match="not a loadable checkpoint"):
-        weights.convert_official(bogus, weights.lock_entry("taco-official-1").config)
+        taco_weights.convert_official(bogus, weights.lock_entry("taco-official-1").config)
     with pytest.raises(InputError, match="no such file"):
         weights.import_file("taco-official-1", tmp_path / "missing.pth.tar")
 
@@ -208,8 +212,10 @@ def test_save_model_half_stores_float16_parameters_and_float32_tables(tmp_path):
 
     from tests.models.tiny import tiny_model
 
+    from tcodec.models import taco_weights
+
     model = tiny_model()
-    weights.save_model(model, tmp_path, "all-minilm-l6-v2", half=True)
+    taco_weights.save_model(model, tmp_path, "all-minilm-l6-v2", half=True)
     state = load_file(tmp_path / "model.safetensors")
     parameters = {name for name, _ in model.named_parameters()}
     assert all(state[name].dtype == torch.float16 for name in parameters)
@@ -217,3 +223,150 @@ def test_save_model_half_stores_float16_parameters_and_float32_tables(tmp_path):
     assert state["entropy_bottleneck._quantized_cdf"].dtype == torch.int32
     loaded = weights.load_model(str(tmp_path))  # float16 files load into the float32 model
     assert loaded.model.g_a.parameters().__next__().dtype == torch.float32
+
+
+# --- a model of several components, as PerCo's (diffusers folders) will be ----------------
+
+
+def write_two_component_model(folder, seed: int = 0) -> dict[str, bytes]:
+    """A small random model of two components (encoder/, decoder/), each with its config
+    and safetensors weights, and a top-level config.json naming its architecture."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    random = np.random.default_rng(seed)
+    files = {"config.json": json.dumps({"architecture": "pair", "components": ["encoder", "decoder"]}).encode()}
+    for component, shape in (("encoder", (4, 3)), ("decoder", (3, 4))):
+        files[f"{component}/config.json"] = json.dumps({"shape": shape}).encode()
+        files[f"{component}/model.safetensors"] = save({"weight": random.standard_normal(shape).astype(np.float32)})
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+    return files
+
+
+def manifest_hash(files: dict[str, bytes]) -> str:
+    import hashlib
+
+    lines = "".join(f"{hashlib.sha256(files[path]).hexdigest()}  {path}\n" for path in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@pytest.fixture
+def two_component(tmp_path, monkeypatch):
+    """models.lock with one more entry: the two-component model, served from a file:// folder;
+    one file without a sha256 (pinned when first fetched or imported)."""
+    import hashlib
+
+    source = tmp_path / "published"
+    files = write_two_component_model(source)
+    locked = tuple(weights.LockedFile(path, len(data), "" if path == "decoder/config.json"
+                                      else hashlib.sha256(data).hexdigest()) for path, data in files.items())
+    entry = weights.LockEntry("pair-test", "pair", "tcodec", source.as_uri(), "CC0", locked)
+    lock = {**weights.read_lock(), entry.name: entry}
+    monkeypatch.setattr(weights, "read_lock", lambda: lock)
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
+    return source, files
+
+
+def test_a_model_of_several_components_is_hashed_over_its_manifest(tmp_path):
+    files = write_two_component_model(tmp_path / "m")
+    (tmp_path / "m" / ".model-hash.json").write_text("{}")  # hidden files are not the model's
+    assert weights.model_files(tmp_path / "m") == sorted(files)
+    assert weights.model_hash(tmp_path / "m") == manifest_hash(files)
+    (tmp_path / "m" / "decoder" / "model.safetensors").write_bytes(files["decoder/model.safetensors"][:-1] + b"?")
+    assert weights.model_hash(tmp_path / "m") != manifest_hash(files)
+
+
+def test_fetch_verify_and_status_of_a_model_of_several_components(two_component):
+    source, files = two_component
+    folder = weights.fetch("pair-test")
+    assert {path: (folder / path).read_bytes() for path in files} == files
+    assert weights.verify("pair-test") == []
+    assert weights.status("pair-test") == {"installed": True, "folder": folder, "hash": manifest_hash(files)}
+    assert "decoder/config.json" in weights._pins()["pair-test"]
+    (folder / "decoder" / "config.json").write_bytes(b"{}")
+    assert ["decoder/config.json of pair-test has sha256 " in p and "it was pinned as" in p
+            for p in weights.verify("pair-test")] == [True]
+
+
+def test_import_of_a_downloaded_folder_of_several_components(two_component, tmp_path):
+    source, files = two_component
+    folder = weights.import_file("pair-test", source)
+    assert weights.status("pair-test")["hash"] == manifest_hash(files)
+    assert weights.verify("pair-test") == []
+    tampered = tmp_path / "tampered"
+    write_two_component_model(tampered, seed=1)
+    with pytest.raises(ModelError, match="encoder/model.safetensors of pair-test has sha256"):
+        weights.import_file("pair-test", tampered)
+    assert (folder / "encoder" / "model.safetensors").read_bytes() == files["encoder/model.safetensors"]
+    with pytest.raises(InputError, match="not a folder"):
+        weights.import_file("pair-test", source / "config.json")
+
+
+def test_a_model_of_several_components_loads_through_its_architecture(two_component, monkeypatch):
+    import sys
+    import types
+
+    from safetensors.numpy import load_file
+
+    source, files = two_component
+    architecture = types.ModuleType("pair_architecture")
+
+    class Pair:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def to(self, device):
+            return self
+
+    architecture.load = lambda folder, config: Pair({c: load_file(folder / c / "model.safetensors")["weight"]
+                                                     for c in config["components"]})
+    monkeypatch.setitem(sys.modules, "pair_architecture", architecture)
+    monkeypatch.setitem(weights.ARCHITECTURES, "pair", "pair_architecture")
+    weights.fetch("pair-test")
+    loaded = weights.load_model("pair-test")
+    assert loaded.hash == manifest_hash(files)
+    assert loaded.model.parts["encoder"].shape == (4, 3) and loaded.model.parts["decoder"].shape == (3, 4)
+    assert weights.find_model(loaded.hash8, "pair") == loaded.folder
+
+
+def test_the_models_commands_handle_several_components(two_component):
+    from typer.testing import CliRunner
+
+    from tcodec.cli import app
+
+    source, files = two_component
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "pair-test" in listed.output and "not installed" in listed.output
+    fetched = runner.invoke(app, ["models", "fetch", "pair-test"])
+    assert fetched.exit_code == 0, fetched.output
+    listed = runner.invoke(app, ["models", "list"])
+    assert f"hash {manifest_hash(files)[:16]}" in listed.output
+    verified = runner.invoke(app, ["models", "verify", "pair-test"])
+    assert verified.exit_code == 0 and "pair-test: ok" in verified.output
+
+
+def test_an_unreadable_pins_file_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
+    (tmp_path / "pins.json").write_text("{not json")
+    with pytest.raises(ModelError, match="pins.json is unreadable"):
+        weights._pins()
+
+
+def test_unknown_architecture_is_a_model_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "nope"}))
+    with pytest.raises(ModelError, match="unknown architecture 'nope'"):
+        weights.load_model(str(tmp_path))
+
+
+def test_a_model_card_beside_the_weights_does_not_change_the_model(tiny_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    (copy / "MODEL_CARD.md").write_text("how it was trained")
+    (copy / "LICENSE").write_text("terms")
+    assert weights.model_files(copy) == ["config.json", "model.safetensors"]
+    assert weights.model_hash(copy) == weights.model_hash(tiny_folder)

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from PIL import Image
 
 from tcodec.container import Container
+from tcodec.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,23 @@ class Payload:
 @dataclass(frozen=True)
 class ImageEncoder:
     """One image, ready to be coded at any of ``qualities`` (ascending): what a rate
-    search calls several times, so a backend can do the quality-independent work once."""
+    search calls several times, so a backend can do the quality-independent work once.
+    ``caption`` is the caption the encoder used when it made one itself (a captioner),
+    which the file then stores; None: the caller's."""
 
     qualities: Sequence[float]
     encode: Callable[[float], Payload]
+    caption: str | None = None
+
+
+def check_quality_range(name: str, quality: float, low: float, high: float, *, integer: bool,
+                        meaning: str = "") -> None:
+    """InputError unless ``quality`` is in [low, high] (and whole, for ``integer``);
+    ``meaning`` says what the number means, for the message."""
+    if not low <= quality <= high or (integer and quality != int(quality)):
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"quality for {name} must be {kind} from {low:g} to {high:g}"
+                         f"{f' ({meaning})' if meaning else ''}, not {quality:g}")
 
 
 def quality_grid(low: float, high: float, *, integer: bool) -> Sequence[float]:
@@ -86,6 +100,23 @@ class Backend(ABC):
             FormatError: it is not.
         """
         raise NotImplementedError(f"{self.name} has no native format")
+
+    # Qualities a bench measures by default: a handful across the useful range.
+    bench_qualities: ClassVar[tuple[float, ...] | None] = None
+
+    def settings(self, options: Mapping[str, str]) -> dict[str, object]:
+        """What the encoder does with ``options`` besides the quality, defaults spelt out
+        (the bench records it, and a change means measuring again)."""
+        return dict(options)
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries that decide this backend's output, beyond tcodec's."""
+        return {}
+
+    def model_hash(self, options: Mapping[str, str]) -> str | None:
+        """The model-version hash (hex) of the weights an encode with ``options`` uses
+        (None: no learned weights)."""
+        return None
 
     def qualities(self) -> Sequence[float]:
         """Every quality this backend accepts, ascending."""

@@ -32,6 +32,15 @@ class JpegBackend(Backend):
     integer_quality = True
     options = {"subsampling": "chroma subsampling of colour images: 4:2:0 (default), 4:2:2 or 4:4:4"}
     native_format = "JPEG"
+    bench_qualities = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)  # about 0.1-2 bpp on Kodak (docs/bench.md)
+
+    def settings(self, options: Mapping[str, str]) -> dict[str, object]:
+        return {"optimize": True, "subsampling": "4:2:0", **options}
+
+    def versions(self) -> dict[str, str]:
+        from PIL import features
+
+        return {"libjpeg-turbo": features.version("libjpeg_turbo") or "unknown"}
 
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
         subsampling = options.get("subsampling", "4:2:0")
@@ -50,6 +59,8 @@ class JpegBackend(Backend):
     def native_stream(self, container: Container) -> bytes:
         if len(container.streams) != 1:
             raise FormatError(f"a jpeg .tcz holds 1 stream, this one {len(container.streams)}")
+        if container.entropy_coder != "none" or container.model_hash is not None:
+            raise FormatError("a jpeg .tcz has entropy coder 'none' and no model hash; the file is corrupt")
         check_jpeg(container.streams[0], container.width, container.height, container.mode)
         return container.streams[0]
 
@@ -58,7 +69,7 @@ class JpegBackend(Backend):
         try:
             image = Image.open(io.BytesIO(stream), formats=["JPEG"])
             image.load()
-        except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
+        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for bad data
             raise FormatError(f"the JPEG stream is corrupt ({error})") from None
         return image
 

@@ -18,16 +18,16 @@ from PIL import Image
 
 from tcodec.backends.base import Backend, ImageEncoder, Payload, quality_grid
 from tcodec.container import Container
-from tcodec.errors import FormatError, InputError, ModelNotFoundError
+from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
-# Memory grows with the coded area: about 4 GB of activations for 16 megapixels at the
-# official width. Larger images are cut into tiles, each coded alone (a tile edge can show
-# at low rates; below this size, where whole images fit, there is none).
+# Memory grows with the coded area (benchmarks/bench_taco_large.py measures it). Larger
+# images are cut into tiles, each coded alone (a tile edge can show at low rates; below
+# this size, where whole images fit, there is none).
 WHOLE_PIXELS = 16 * 2**20
-TILE = 2048  # a multiple of PAD_MULTIPLE (64); 4 megapixels
+TILE = 2048  # a multiple of the model's downsampling (64); 4 megapixels
 MAX_TILES = 64  # the container's stream limit: 64 tiles cover about 268 megapixels
 
 
@@ -41,6 +41,17 @@ class TacoBackend(Backend):
                                "whose hash the file carries"}
     caption_use = "encoder"
 
+    def settings(self, options: Mapping[str, str]) -> dict[str, object]:
+        return {"model": DEFAULT_MODEL, **options}
+
+    def model_hash(self, options: Mapping[str, str]) -> str | None:
+        """The hash of ``-O model``'s weights (for taco-official, of the first checkpoint)."""
+        from tcodec.weights import model_hash, resolve
+
+        name = options.get("model", DEFAULT_MODEL)
+        name = f"{OFFICIAL_FAMILY}-1" if name == OFFICIAL_FAMILY else name
+        return model_hash(resolve(name)[1])
+
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
         return self.encoder(image, caption=caption, device=device, options=options).encode(quality)
 
@@ -50,6 +61,7 @@ class TacoBackend(Backend):
         import torch
 
         from tcodec.models import image_to_tensor, pad_to_multiple, resolve_device
+        from tcodec.models.taco import TacoModel
 
         tiles = tiles_of(image.width, image.height, InputError)
         torch_device = resolve_device(device)
@@ -57,7 +69,7 @@ class TacoBackend(Backend):
         rgb = image.convert("RGB")
 
         def tile(i: int):  # made when needed: 64 float tiles at once would take gigabytes
-            return pad_to_multiple(image_to_tensor(rgb.crop(tiles[i])).to(torch_device))
+            return pad_to_multiple(image_to_tensor(rgb.crop(tiles[i])).to(torch_device), TacoModel.downsampling)
 
         def payload(loaded, code) -> Payload:
             """``code(coder, i)`` writes tile i; each tile gets its own stream."""
@@ -100,21 +112,22 @@ class TacoBackend(Backend):
 
         import torch
 
-        from tcodec.models import PAD_MULTIPLE, resolve_device, tensor_to_image
+        from tcodec.models import resolve_device, tensor_to_image
         from tcodec.models.coding import TensorCoder
-        from tcodec.weights import check_hash
+        from tcodec.weights import check_hash, find_model
 
         torch_device = resolve_device(device)
         if "model" in options:
             loaded = _load(options["model"], torch_device)
             check_hash(loaded, container.model_hash)
         else:
-            loaded = _load(str(_find_model(container.model_hash)), torch_device)
+            loaded = _load(str(find_model(container.model_hash, self.name)), torch_device)
         rates = loaded.model.config.rates
         if rates and not 1 <= container.quality <= rates:
             raise FormatError(f"quality {container.quality:g} is outside 1..{rates} of model {loaded.name}")
         rate = container.quality if rates else None
-        z_sizes = [(-(-(bottom - top) // PAD_MULTIPLE), -(-(right - left) // PAD_MULTIPLE))
+        step = loaded.model.downsampling
+        z_sizes = [(-(-(bottom - top) // step), -(-(right - left) // step))
                    for left, top, right, bottom in tiles]
         # every stream checked to be long enough for its tile before any pixel is allocated
         coders = [TensorCoder.reader(stream, loaded.model.coded_symbols(z_size))
@@ -172,40 +185,3 @@ def _check_payload(container: Container) -> list[tuple[int, int, int, int]]:
             raise FormatError(f"taco stream {i} is {len(stream)} bytes, not a whole number of 32-bit words "
                               "(at least one); the file is corrupt")
     return tiles
-
-
-def _find_model(model_hash: bytes):
-    """The folder of the installed taco model whose model-version hash starts with the file's.
-
-    Only hashes are compared (cached beside each model); just the match is loaded.
-    """
-    from tcodec.weights import model_hash as hash_of
-    from tcodec.weights import read_lock, status
-
-    looked = []
-    for entry in read_lock().values():
-        if entry.backend == "taco":
-            state = status(entry.name)
-            looked.append(str(state["folder"]))
-            if state["hash"] and bytes.fromhex(state["hash"][:16]) == model_hash:
-                return state["folder"]
-    for folder in _extra_folders():
-        looked.append(str(folder))
-        try:
-            if bytes.fromhex(hash_of(folder)[:16]) == model_hash:
-                return folder
-        except OSError:  # a stale entry in $TCODEC_MODELS: look on
-            continue
-    raise ModelNotFoundError(
-        f"no installed taco model has hash {model_hash.hex()} (looked in {', '.join(looked) or 'nothing'}); "
-        "install the model the file was made with (`tcodec models list`), name its folder in "
-        "TCODEC_MODELS, or give it with -O model=FOLDER"
-    )
-
-
-def _extra_folders():
-    """Model folders named in $TCODEC_MODELS (os.pathsep-separated), e.g. your own models."""
-    import os
-    from pathlib import Path
-
-    return [Path(p) for p in os.environ.get("TCODEC_MODELS", "").split(os.pathsep) if p]

@@ -24,12 +24,10 @@ from PIL import Image, features
 from tcodec import api
 from tcodec.backends import REGISTRY, get_backend
 from tcodec.backends.jpeg import SUBSAMPLING as JPEG_SUBSAMPLING
+from tcodec.backends.base import check_quality_range
+from tcodec.backends.jpeg import JpegBackend
 from tcodec.errors import BackendError, InputError
 from tcodec.images import LoadedImage
-
-# Defaults span about 0.1-2 bpp on Kodak (measured, see docs/bench.md).
-JPEG_QUALITIES = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
-
 
 class BenchCodec(ABC):
     """One codec as the bench sees it: image in, file bytes out, and back."""
@@ -82,8 +80,8 @@ class TcodecCodec(BenchCodec):
     def __init__(self, backend: str, device: str = "auto", options: dict[str, str] | None = None) -> None:
         self.name = backend
         self.device = device
-        self.options = dict(options or {})
         self.backend = get_backend(backend)
+        self.options = api.checked_options(options, {**self.backend.options, **self.backend.decode_options}, backend)
         low, high = self.backend.quality_range
         self.quality_meaning = f"tcodec quality {low:g}-{high:g}"
         self.default_qualities = _backend_default_qualities(backend)
@@ -94,11 +92,7 @@ class TcodecCodec(BenchCodec):
         api.check_quality(self.name, quality)
 
     def settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"container": "tcz", "device": self.device}
-        if self.name == "jpeg":
-            # what tcodec.backends.jpeg does with no options (README, Backends)
-            settings.update(optimize=True, subsampling="4:2:0")
-        settings.update(self.options)
+        settings: dict[str, Any] = {"container": "tcz", "device": self.device, **self.backend.settings(self.options)}
         if self.uses_caption:
             settings["caption"] = "from --captions" if self.backend.caption_use == "encoder" else "stored"
         return settings
@@ -106,9 +100,7 @@ class TcodecCodec(BenchCodec):
     def versions(self) -> dict[str, str]:
         from tcodec import __version__
 
-        versions = {"tcodec": __version__, "Pillow": Image.__version__}
-        if self.name == "jpeg":
-            versions["libjpeg-turbo"] = features.version("libjpeg_turbo") or "unknown"
+        versions = {"tcodec": __version__, "Pillow": Image.__version__, **self.backend.versions()}
         for module in REGISTRY[self.name].requires:  # torch, compressai, ... for learned backends
             versions[module] = _distribution_version(module) or "unknown"
         return versions
@@ -127,17 +119,16 @@ class TcodecCodec(BenchCodec):
         return found.hex() if found else None
 
     def current_model_hash(self) -> str | None:
-        """Read from the header of a file written now: the weights this backend loads."""
-        from tcodec.sample import sample_image
-
-        caption = "a test card" if self.uses_caption else None
-        return self.model_hash(self.encode(sample_image(16, 16), self.default_qualities[0], caption))
+        """The hash of the weights this backend encodes with now (its full hex; a file
+        records the first 16 digits)."""
+        full = self.backend.model_hash(self.options)
+        return full[:16] if full else None
 
 
 def _backend_default_qualities(name: str) -> tuple[float, ...]:
-    if name == "jpeg":
-        return JPEG_QUALITIES
     backend = get_backend(name)
+    if backend.bench_qualities:
+        return tuple(float(q) for q in backend.bench_qualities)
     low, high = backend.quality_range
     if backend.integer_quality and high - low <= 12:
         return tuple(float(q) for q in range(int(low), int(high) + 1))
@@ -162,11 +153,8 @@ class PillowCodec(BenchCodec):
     _plugin_loaded: bool = field(default=False, repr=False)
 
     def check_quality(self, quality: float) -> None:
-        low, high = self.quality_range
-        if not low <= quality <= high or (self.integer_quality and quality != int(quality)):
-            kind = "an integer" if self.integer_quality else "a number"
-            raise InputError(f"quality for {self.name} must be {kind} from {low:g} to {high:g} "
-                             f"({self.quality_meaning}), not {quality:g}")
+        check_quality_range(self.name, quality, *self.quality_range, integer=self.integer_quality,
+                            meaning=self.quality_meaning)
 
     def settings(self) -> dict[str, Any]:
         return dict(self.fixed_settings)
@@ -266,7 +254,7 @@ REFERENCE_CODECS: dict[str, PillowCodec] = {
         fixed_settings={"irreversible": True, "mct": 1, "quality_mode": "rates", "grayscale": {"mct": 0}},
         library_features=("jpg_2000",), integer_quality=False),
     "pillow-jpeg": PillowCodec(
-        name="pillow-jpeg", pillow_format="JPEG", suffix=".jpg", default_qualities=JPEG_QUALITIES,
+        name="pillow-jpeg", pillow_format="JPEG", suffix=".jpg", default_qualities=tuple(map(float, JpegBackend.bench_qualities)),
         quality_meaning="libjpeg quality 1-100", quality_range=(1, 100),
         fixed_settings={"optimize": True, "subsampling": "4:2:0"}, library_features=("libjpeg_turbo",)),
 }

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tcodec.console import EXIT_SOME_FAILED, say
+from tcodec.console import EXIT_SOME_FAILED, parse_options, progress_bar, say
 
 
 def bench(
@@ -83,11 +83,12 @@ def parse_codec_options(items: list[str], codecs: list[str]) -> dict[str, dict[s
     from tcodec.errors import InputError
 
     options: dict[str, dict[str, str]] = {}
+    form = "CODEC.KEY=VALUE (e.g. webp.method=4)"
     for item in items:
-        target, sep, value = item.partition("=")
+        ((target, value),) = parse_options([item], form).items()
         codec, dot, key = target.partition(".")
-        if not (sep and dot and codec and key):
-            raise InputError(f"option {item!r} is not CODEC.KEY=VALUE (e.g. webp.method=4)")
+        if not (dot and codec and key):
+            raise InputError(f"option {item!r} is not {form}")
         if codec not in codecs:
             raise InputError(f"option {item!r} is for {codec!r}, which is not in -m {','.join(codecs)}")
         options.setdefault(codec, {})[key] = value
@@ -97,7 +98,6 @@ def parse_codec_options(items: list[str], codecs: list[str]) -> dict[str, dict[s
 def run_bench(config, reference: str | None, anchors: Path | None, method: str, max_bpp: float | None,
               plots: bool) -> int:
     """Measure, write every output, print the tables; returns the number of failures."""
-    from tcodec.bench import report
     from tcodec.bench.cache import ResultCache
     from tcodec.bench.curves import RDCurve, find_curve, load_anchors
     from tcodec.bench.runner import execute, plan, prepare
@@ -113,7 +113,7 @@ def run_bench(config, reference: str | None, anchors: Path | None, method: str, 
         for note in image.notes:
             say("warning", f"{image.name}: {note}")
     cache = ResultCache(config.cache or config.output / "cache.jsonl")
-    with report.progress_bar(len(plan(run))) as advance:
+    with progress_bar(len(plan(run)), "bench") as advance:
         execute(run, cache, advance)
     for failure in run.failures:
         say("error", failure)

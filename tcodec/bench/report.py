@@ -184,27 +184,3 @@ def summary_markdown(run: BenchRun, summary: dict[str, list[Point]], metadata: d
     lines += ["## Timing and memory", "", metadata["timing_and_memory"], "",
               "BD-rates: see bd-rate.md; plots: rd-psnr.png, rd-ms-ssim.png.", ""]
     return "\n".join(lines)
-
-
-class progress_bar:
-    """A Rich progress bar on stderr while it is a terminal; otherwise nothing."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar = None
-
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress("bench", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("bench", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()

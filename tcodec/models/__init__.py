@@ -12,7 +12,6 @@ from PIL import Image
 
 from tcodec.errors import InputError
 
-PAD_MULTIPLE = 64  # TACO's g_a downsamples by 16 and h_a by 4 more
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,7 +37,7 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(pixels.contiguous().cpu().numpy(), "RGB")
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad bottom and right to a multiple of ``multiple`` by repeating the edge pixels
     (the official code pads with zeros; repeating edges costs fewer bits)."""
     height, width = x.shape[-2:]

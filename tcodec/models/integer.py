@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tcodec.models.layers import checkerboard_context, transposed_as_convolution
+from tcodec.models.layers import checkerboard_context, ste_round, transposed_as_convolution
 
 EXACT_LIMIT = 2**24  # float32 holds every integer up to this
 WEIGHT_LEVELS = 127  # weights are int8
@@ -44,10 +44,6 @@ RELU, SIGNED, FINAL = "relu", "signed", "final"
 def compute_dtype(device: torch.device) -> torch.dtype:
     """float32 on the CPU (direct convolutions: exact); float64 elsewhere (see above)."""
     return torch.float32 if device.type == "cpu" else torch.float64
-
-
-def ste_round(x: Tensor) -> Tensor:
-    return x + (torch.round(x) - x).detach()
 
 
 def output_range(kind: str, bits: int) -> tuple[int, int]:

@@ -11,6 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return torch.round(x) - x.detach() + x
+
+
 def conv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2)
 
@@ -24,8 +29,7 @@ def deconv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: in
 class StrideOneTransposedConv(nn.ConvTranspose2d):
     """A stride-1 transposed convolution run as the convolution it equals (kernel flipped,
     in and out swapped): the same weights, but in float64 on the CPU torch's transposed
-    kernel is slower (hyper synthesis's last layer at Kodak's size: 32 vs 41 ms median,
-    ``benchmarks/bench_taco_layers.py``)."""
+    kernel is slower (``benchmarks/bench_taco_layers.py`` compares them)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return transposed_as_convolution(self, x, self.weight, self.bias)
@@ -41,8 +45,8 @@ class PhaseTransposedConv(nn.ConvTranspose2d):
     """A 5x5, stride-2 transposed convolution (padding 2, output padding 1) that, when no
     gradient is needed, runs as a 3x3 convolution whose output channels are the four output
     phases (row and column parity), then a pixel shuffle. The same sums and weights; for the
-    synthesis's last layer (64 to 3 channels), where torch's transposed kernel is slow, it
-    took 19-21 ms against 27-29 (``benchmarks/bench_taco_layers.py``)."""
+    synthesis's last layer (64 to 3 channels), where torch's transposed kernel is slow
+    (``benchmarks/bench_taco_layers.py`` compares them)."""
 
     # For output phase p (0: even, 1: odd) and 3x3 window position j (input offset j - 1),
     # the 5x5 kernel tap used; 5 points at a zero row/column padded onto the kernel.
@@ -84,10 +88,10 @@ class ResidualBottleneck(nn.Module):
         """``forward(x)`` written over ``x``, band by band of ``rows`` rows: for inference,
         on an activation that nothing else holds. The 3x3 convolution's output and the
         branch's output then exist for one band at a time, not at full size: at half
-        resolution ~33 MB fewer fresh pages (37.5 MB of them at full size against ~4.7 MB
-        for one band; by the shapes). Where pages are fresh (the first image of a
-        process) the block is faster (38-39 against 45-47 ms median); with memory kept, no
-        clear difference (``benchmarks/bench_taco_layers.py``). Same values as ``forward``.
+        resolution a band is about an eighth of the full-size tensors (by the shapes), so
+        far fewer fresh pages; where pages are fresh (the first image of a process) that
+        makes the block faster (``benchmarks/bench_taco_layers.py`` measures it). Same
+        values as ``forward``.
 
         The first 1x1 convolution runs at full size first, because a band's 3x3 needs the
         row above the band, which the band before has already overwritten in ``x``.

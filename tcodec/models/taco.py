@@ -54,8 +54,10 @@ from tcodec.models.layers import (
     deconv,
     pack,
     run_layer,
+    ste_round,
     unpack_into,
 )
+
 
 @dataclass(frozen=True)
 class TacoConfig:
@@ -103,11 +105,6 @@ def scale_indexes(gaussian_conditional: GaussianConditional, scales: Tensor) -> 
     scales = gaussian_conditional.lower_bound_scale(scales)
     table = gaussian_conditional.scale_table[:-1].to(scales.dtype)  # float32 -> float64 is exact
     return torch.searchsorted(table, scales.contiguous()).int()
-
-
-def ste_round(x: Tensor) -> Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return torch.round(x) - x.detach() + x
 
 
 class AnalysisTransform(nn.Module):
@@ -187,6 +184,8 @@ class HyperSynthesis(nn.Module):
 
 class TacoModel(CompressionModel):
     """TACO with configurable width, slices and rate gains; see the module docstring."""
+
+    downsampling = 64  # g_a halves the size 4 times, h_a 2 more: inputs are padded to multiples of it
 
     def __init__(self, config: TacoConfig = TacoConfig()) -> None:
         super().__init__()

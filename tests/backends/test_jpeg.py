@@ -198,3 +198,9 @@ def test_no_accepted_jpeg_stream_describes_more_than_256_pixels_per_byte(width, 
 
 
 _VALID = _jpeg(Image.new("RGB", (64, 48), "teal"), quality=75, optimize=True)
+
+
+@pytest.mark.parametrize("change", [{"entropy_coder": "constriction-range"}, {"model_hash": bytes(8)}])
+def test_a_jpeg_tcz_has_no_entropy_coder_and_no_model(card, change):
+    with pytest.raises(FormatError, match="entropy coder 'none' and no model hash"):
+        tcodec.decode(_repacked(tcodec.encode(card, "jpeg", 75), **change))

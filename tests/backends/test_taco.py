@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")  # the learned backends are an optional ext
 import tcodec  # noqa: E402
 from tcodec.container import unpack  # noqa: E402
 from tcodec.errors import InputError, ModelMismatchError, ModelNotFoundError  # noqa: E402
-from tcodec.weights import model_hash, save_model  # noqa: E402
+from tcodec.models.taco_weights import save_model  # noqa: E402
+from tcodec.weights import model_hash  # noqa: E402
 from tcodec.demo import psnr  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.models.tiny import TINY, tiny_model  # noqa: E402
@@ -98,7 +99,7 @@ def test_official_family_takes_integer_qualities(card):
 def test_missing_official_weights_say_how_to_get_them(card, tmp_path, monkeypatch):
     monkeypatch.setenv("TCODEC_CACHE", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match=r"model taco-official-2 is not installed: looked for .*"
-                                                 r"get it with: tcodec models fetch taco-official-2"):
+                                                 r"get it with: tcodec models import taco-official-2 PATH \(download it from https:"):
         tcodec.encode(card, "taco", 2, options={"model": "taco-official"})
 
 

@@ -39,8 +39,8 @@ def test_tensor_to_image_rounds_and_clamps_without_touching_its_input():
 
 def test_pad_to_multiple_repeats_edges_and_keeps_a_fitting_tensor():
     x = image_to_tensor(noise_image())
-    padded = pad_to_multiple(x)
+    padded = pad_to_multiple(x, 64)
     assert padded.shape == (1, 3, 64, 64)
     assert torch.equal(padded[..., :37, :53], x)
     assert torch.equal(padded[..., 63, 63], x[..., 36, 52])
-    assert pad_to_multiple(padded) is padded
+    assert pad_to_multiple(padded, 64) is padded

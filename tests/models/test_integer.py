@@ -19,7 +19,8 @@ from tcodec.models.integer import (  # noqa: E402
     integer_network,
 )
 from tcodec.models.layers import pack  # noqa: E402
-from tcodec.weights import load_model, save_model  # noqa: E402
+from tcodec.models.taco_weights import save_model  # noqa: E402
+from tcodec.weights import load_model  # noqa: E402
 
 from tests.models.test_taco import decode, encode, image, text  # noqa: E402
 from tests.models.tiny import TINY, tiny_model  # noqa: E402

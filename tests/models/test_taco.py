@@ -135,7 +135,7 @@ def test_scale_indexes_are_compressais_build_indexes(table):
 def test_the_scale_table_of_the_config_is_the_one_frozen_and_coded_with(tmp_path):
     from dataclasses import replace
 
-    from tcodec.weights import save_model
+    from tcodec.models.taco_weights import save_model
 
     config = replace(TINY, scale_table=(0.11, 64.0, 160))
     assert TacoConfig.from_dict(config.to_dict()) == config
