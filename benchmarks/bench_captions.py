@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from train_caption_model import DEFAULT_DATA, load_split  # noqa: E402
 
-from tcodec import captions  # noqa: E402
+from tcodec.coding import captions  # noqa: E402
 
 
 def raw_deflate(data: bytes) -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 import tcodec
-from tcodec.container import unpack
+from tcodec.format.container import unpack
 
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 import tcodec
-from tcodec.demo import psnr
-from tcodec.train import export
+from tcodec.cli.demo import psnr
+from tcodec.training import export
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 import tcodec
-from tcodec.container import Container, pack, unpack
+from tcodec.format.container import Container, pack, unpack
 
 
 def tcodec_command() -> list[str]:

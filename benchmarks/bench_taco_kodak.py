@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from tcodec.backends.taco import DEFAULT_MODEL
-from tcodec.train import export
+from tcodec.training import export
 from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]

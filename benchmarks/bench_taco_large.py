@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tcodec.demo import psnr
+from tcodec.cli.demo import psnr
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 SIZES = {"12 MP, whole": (4096, 3072), "24 MP, 6 tiles": (6144, 4096)}

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from tcodec.models.taco import TacoModel
-from tcodec.train import load_config
+from tcodec.training import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

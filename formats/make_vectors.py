@@ -15,7 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from tcodec import api
-from tcodec.container import CAPTION_UTF8, Container, pack, unpack
+from tcodec.coding import captions
+from tcodec.format.container import Container, pack, unpack
 from tcodec.images import LoadedImage
 from tcodec.sample import sample_image
 
@@ -45,13 +46,13 @@ def vectors() -> dict[str, bytes]:
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",
             streams=(b"\x01\x02\x03\x04", b"", bytes(range(200))),
             entropy_coder="constriction-ans", model_hash=bytes.fromhex("0123456789abcdef"),
-            caption="café ☕ — naïve",
+            coded_caption=captions.encode("café ☕ — naïve"),
         )),
     }
 
 
 def describe(data: bytes) -> dict:
-    container = unpack(data)
+    container = api.read_info(data)
     expected = {
         "backend": container.backend, "quality": container.quality, "width": container.width,
         "height": container.height, "mode": container.mode, "entropy_coder": container.entropy_coder,

@@ -7,7 +7,7 @@ imports no torch.
 
 from tcodec import pillow_plugin  # noqa: F401  (registers .tcz with Pillow)
 from tcodec.api import decode, encode, read_info
-from tcodec.container import Container
+from tcodec.format.container import Container
 from tcodec.errors import (
     BackendError,
     FormatError,

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from tcodec import captions
+from tcodec.coding import captions
 from tcodec.backends import get_backend
 from tcodec.backends.base import check_quality_range
-from tcodec.container import Container, check_image_size, pack, unpack
+from tcodec.format.container import Container, check_image_size, pack, unpack
 from tcodec.errors import FormatError, InputError
 from tcodec.fileio import read_input
 from tcodec.images import LoadedImage, load_image, warn_notes

@@ -4,7 +4,7 @@ A 17 KB PNG can declare 144 megapixels and a 30-byte ``.tcz`` a 4096x4096 image;
 are refused from their declared size, before any pixel is allocated or any model runs.
 The defaults suit photographs; ``--max-pixels`` and ``--max-input-bytes`` (or
 ``TCODEC_MAX_PIXELS`` / ``TCODEC_MAX_INPUT_BYTES``, or :class:`Limits` in the API) raise
-them. The ``.tcz`` format's own limits (``tcodec.container``) bound what any setting allows.
+them. The ``.tcz`` format's own limits (``tcodec.format.container``) bound what any setting allows.
 """
 
 from __future__ import annotations

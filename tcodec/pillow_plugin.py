@@ -8,7 +8,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from tcodec.api import read_info
-from tcodec.container import MAGIC
+from tcodec.format.container import MAGIC
 from tcodec.limits import DEFAULT_LIMITS
 
 

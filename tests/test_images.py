@@ -151,6 +151,7 @@ def test_a_decompression_bomb_is_refused_from_its_declared_size(monkeypatch):
     loads = []
     monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self.size))
     # A library caller keeps Pillow's own warning (its limit is process-wide; the CLI lifts it)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's default
     with pytest.warns(Image.DecompressionBombWarning):
         with pytest.raises(InputError, match="bomb.png: 12000x12000 is 144,000,000 pixels, more than the limit of "
                                              "67,108,864"):
@@ -168,8 +169,10 @@ def test_the_pixel_limit_can_be_lowered_and_raised(card):
     assert load_image(image_bytes(card), limits=Limits(max_pixels=card.width * card.height)).image.size == card.size
 
 
-def test_pillows_own_refusal_becomes_a_one_line_input_error():
+def test_pillows_own_refusal_becomes_a_one_line_input_error(monkeypatch):
     from tcodec.limits import Limits
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's default
 
     with pytest.raises(InputError, match="larger than Pillow allows"):
         load_image(png_claiming(20000, 20000), limits=Limits(max_pixels=1 << 30))

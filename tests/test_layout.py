@@ -1,5 +1,5 @@
 """Boundaries the layout promises: the container, CLI and jpeg path never import torch;
-only tcodec/entropy.py imports constriction."""
+only tcodec/coding/entropy.py imports constriction."""
 
 import ast
 import subprocess
@@ -16,7 +16,7 @@ def modules_after(code: str) -> set[str]:
 
 
 def test_import_tcodec_and_cli_stay_light():
-    loaded = modules_after("import tcodec, tcodec.cli, tcodec.container")
+    loaded = modules_after("import tcodec, tcodec.cli, tcodec.format.container")
     assert not {"torch", "numpy", "constriction"} & loaded
 
 
@@ -39,7 +39,7 @@ def test_only_entropy_imports_constriction():
                 names = [node.module]
             if any(name.split(".")[0] == "constriction" for name in names):
                 importers.append(path.relative_to(PACKAGE).as_posix())
-    assert set(importers) <= {"entropy.py"}
+    assert set(importers) <= {"coding/entropy.py"}
 
 
 def import_graph() -> dict[str, set[str]]:

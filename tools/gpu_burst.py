@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from tcodec.train import load_config
+from tcodec.training import load_config
 
 CONFIG = Path("training/taco-gpu-v2.toml")
 PARTS = 3
@@ -30,7 +30,7 @@ def main(seconds: float, iterations: int, decay_from: float, lr: float | None = 
     burst.write_text(f'base = "{CONFIG.name}"\n[train]\n' + "".join(f"{k} = {v}\n" for k, v in keys.items()))
     try:
         checkpoint = Path(load_config(burst)[2].checkpoint)
-        subprocess.run(["timeout", str(int(seconds)), sys.executable, "-m", "tcodec.train", str(burst)])
+        subprocess.run(["timeout", str(int(seconds)), sys.executable, "-m", "tcodec.training", str(burst)])
     finally:
         burst.unlink()
     state = load_file(checkpoint)

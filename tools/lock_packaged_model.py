@@ -2,7 +2,7 @@
 
     python tools/lock_packaged_model.py tcodec-taco-v1
 
-Run after `python -m tcodec.train CONFIG --export NAME`; `tcodec models verify NAME`
+Run after `python -m tcodec.training CONFIG --export NAME`; `tcodec models verify NAME`
 and tests/test_weights.py then hold the package to those hashes. A model models.lock does
 not list yet gets a new entry (licence: the training data's terms, as for every tcodec
 model; text encoder and recipe from its config.json).

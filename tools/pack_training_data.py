@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tcodec.train import find_images
+from tcodec.training import find_images
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 

@@ -4,7 +4,7 @@ Rebuild the shipped file (same bytes on every rerun), from the repository root:
 
     PYTHONPATH=. .venv/bin/python tools/train_caption_model.py
 
-then paste the printed SHA-256 into MODEL_SHA256 in tcodec/captions.py. The data is
+then paste the printed SHA-256 into MODEL_SHA256 in tcodec/coding/captions.py. The data is
 COCO 2017 val captions (CC BY 4.0), ../shared/data/captions/coco_captions_val2017.json
 by default. Captions of images whose residue is 0 are held out and never trained on
 (residue: the first 8 bytes of sha256(str(image_id)) as a big-endian integer, mod 10);
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tcodec import captions as cap
+from tcodec.coding import captions as cap
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "captions" / "coco_captions_val2017.json"
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     if not args.no_write:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(blob)
-        print(f"wrote {args.output}; set MODEL_SHA256 in tcodec/captions.py to the sha256 above")
+        print(f"wrote {args.output}; set MODEL_SHA256 in tcodec/coding/captions.py to the sha256 above")
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from PIL import Image
 
-from tcodec.container import Container
+from tcodec.format.container import Container
 from tcodec.errors import InputError
 
 
@@ -62,7 +62,7 @@ class Backend(ABC):
     and to the generic checks in :mod:`tcodec.api`.
     """
 
-    name: ClassVar[str]  # stable; its code in tcodec.container.BACKEND_CODES goes in every file
+    name: ClassVar[str]  # stable; its code in tcodec.format.container.BACKEND_CODES goes in every file
     quality_range: ClassVar[tuple[float, float]]
     default_quality: ClassVar[float]
     integer_quality: ClassVar[bool] = False

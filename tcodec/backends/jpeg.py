@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from PIL import Image
 
 from tcodec.backends.base import Backend, Payload
-from tcodec.container import Container
+from tcodec.format.container import Container
 from tcodec.errors import FormatError, InputError
 
 # Pillow's subsampling argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0.

@@ -17,7 +17,7 @@ from functools import lru_cache
 from PIL import Image
 
 from tcodec.backends.base import Backend, ImageEncoder, Payload, quality_grid
-from tcodec.container import Container
+from tcodec.format.container import Container
 from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"

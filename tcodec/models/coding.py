@@ -1,4 +1,4 @@
-"""The bridge between a model's tensors and :mod:`tcodec.entropy` (numpy, constriction).
+"""The bridge between a model's tensors and :mod:`tcodec.coding.entropy` (numpy, constriction).
 
 One class serves both directions, so that the model runs the same code when it
 encodes and when it decodes: given symbols it writes them, given None it reads them.
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tcodec.entropy import CdfTables, LatentDecoder, LatentEncoder
+from tcodec.coding.entropy import CdfTables, LatentDecoder, LatentEncoder
 
 
 def cdf_tables(entropy_model) -> CdfTables:
@@ -38,7 +38,7 @@ class TensorCoder:
     def reader(cls, data: bytes, expected: Sequence[tuple[object, int]] = ()) -> "TensorCoder":
         """A coder reading ``data``; ``expected`` lists (entropy model, symbol count) of
         everything that will be read, which bounds from below how long ``data`` must be
-        (:class:`tcodec.entropy.LatentDecoder`)."""
+        (:class:`tcodec.coding.entropy.LatentDecoder`)."""
         min_bits = sum(count * cdf_tables(model).min_symbol_bits for model, count in expected)
         return cls(LatentDecoder(data, min_bits))
 

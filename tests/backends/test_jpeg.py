@@ -7,7 +7,7 @@ from PIL import Image, JpegImagePlugin
 
 import tcodec
 from tcodec.api import native_bytes
-from tcodec.container import Container, pack, unpack
+from tcodec.format.container import Container, pack, unpack
 from tcodec.errors import FormatError, InputError
 
 

@@ -3,7 +3,7 @@ import pytest
 from tcodec import backends
 from tcodec.backends import BackendEntry, get_backend
 from tcodec.backends.jpeg import JpegBackend
-from tcodec.container import BACKEND_CODES
+from tcodec.format.container import BACKEND_CODES
 from tcodec.errors import BackendError
 
 

@@ -10,11 +10,11 @@ from PIL import Image
 torch = pytest.importorskip("torch")  # the learned backends are an optional extra
 
 import tcodec  # noqa: E402
-from tcodec.container import unpack  # noqa: E402
+from tcodec.format.container import unpack  # noqa: E402
 from tcodec.errors import InputError, ModelMismatchError, ModelNotFoundError  # noqa: E402
 from tcodec.models.taco_weights import save_model  # noqa: E402
 from tcodec.weights import model_hash  # noqa: E402
-from tcodec.demo import psnr  # noqa: E402
+from tcodec.cli.demo import psnr  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.models.tiny import TINY, tiny_model  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_decoding_order_in_a_batch_does_not_matter(models_env, card):
 
 
 def _repacked(data: bytes, **change) -> bytes:
-    from tcodec.container import Container, pack
+    from tcodec.format.container import Container, pack
 
     fields = {**unpack(data).__dict__, **change}
     fields.pop("layout")
@@ -235,7 +235,7 @@ def test_official_family_searches_whole_checkpoints(card, tmp_path, monkeypatch)
 
 
 def test_an_empty_stream_is_refused_before_torch_is_imported(models_env, card, tmp_path):
-    from tcodec.container import Container, pack
+    from tcodec.format.container import Container, pack
 
     header = unpack(tcodec.encode(card, "taco", 2, options={"model": str(models_env)}))
     path = tmp_path / "empty.tcz"
@@ -305,7 +305,7 @@ def test_no_taco_file_under_300_bytes_makes_the_decoder_work_beyond_its_bound(mo
     """Whatever a file of B bytes claims, the pixels the decoder works on (tile area fed to
     the synthesis) stay within (8·B + 128) / (1.297 · b_min), the bound formats/tcz.md states."""
     from tcodec.backends.taco import _load
-    from tcodec.container import Container, pack
+    from tcodec.format.container import Container, pack
     from tcodec.errors import FormatError
     from tcodec.models.coding import cdf_tables
 

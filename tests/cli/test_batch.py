@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from tcodec.batch import IMAGE_SUFFIXES, FileResult, Job, Summary, plan, run
+from tcodec.cli.batch import IMAGE_SUFFIXES, FileResult, Job, Summary, plan, run
 from tcodec.errors import InputError
 
 

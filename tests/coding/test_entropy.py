@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcodec import entropy
+from tcodec.coding import entropy
 from tcodec.errors import FormatError
 
 
@@ -125,7 +125,7 @@ def test_bytes_to_words_is_big_endian_and_zero_padded():
 @settings(max_examples=60, deadline=None)
 @given(alphabet=st.integers(1, 9000), data=st.data())
 def test_uniform_indices_of_any_alphabet_round_trip_trimmed(alphabet, data):
-    from tcodec.entropy import decode_uniform, encode_uniform
+    from tcodec.coding.entropy import decode_uniform, encode_uniform
 
     symbols = data.draw(st.lists(st.integers(0, alphabet - 1), max_size=300))
     stream = encode_uniform(symbols, alphabet)
@@ -135,7 +135,7 @@ def test_uniform_indices_of_any_alphabet_round_trip_trimmed(alphabet, data):
 
 
 def test_uniform_streams_that_encode_uniform_cannot_make_are_refused():
-    from tcodec.entropy import decode_uniform, encode_uniform
+    from tcodec.coding.entropy import decode_uniform, encode_uniform
 
     stream = encode_uniform([5, 0, 8195, 17] * 20, 8196)
     with pytest.raises(FormatError, match="do not account for"):

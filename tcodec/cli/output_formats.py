@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcodec import api
-from tcodec.container import Container
+from tcodec.format.container import Container
 from tcodec.errors import InputError
 from tcodec.limits import DEFAULT_LIMITS, Limits
 

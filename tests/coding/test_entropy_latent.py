@@ -1,9 +1,9 @@
-"""Latent coding under frozen integer CDF tables (tcodec.entropy, image part)."""
+"""Latent coding under frozen integer CDF tables (tcodec.coding.entropy, image part)."""
 
 import numpy as np
 import pytest
 
-from tcodec.entropy import CdfTables, LatentDecoder, LatentEncoder
+from tcodec.coding.entropy import CdfTables, LatentDecoder, LatentEncoder
 from tcodec.errors import FormatError, ModelError
 
 

@@ -11,10 +11,10 @@ from PIL import Image
 
 import tcodec
 from tcodec import fileio
-from tcodec.container import Container, pack, unpack
+from tcodec.format.container import Container, pack, unpack
 
 from tests.conftest import run_cli
-from tests.test_cli import assert_error
+from tests.cli.test_cli import assert_error
 from tests.test_images import png_claiming
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcodec import captions
+from tcodec.coding import captions
 from tcodec.errors import FormatError, InputError, ModelError, ModelMismatchError, ModelNotFoundError
 
 # Written for these tests in COCO's style; none is a COCO caption.
@@ -244,11 +244,11 @@ def test_model_file_is_small():
 
 
 def test_import_is_cheap():
-    # what importing tcodec.captions adds to whatever the package imports anyway
+    # what importing tcodec.coding.captions adds to whatever the package imports anyway
     code = (
-        "import sys, tcodec; before = set(sys.modules); import tcodec.captions as c; "
+        "import sys, tcodec; before = set(sys.modules); import tcodec.coding.captions as c; "
         "added = set(sys.modules) - before; "
-        "heavy = [m for m in added if m.split('.')[0] in ('numpy', 'constriction') or m == 'tcodec.entropy']; "
+        "heavy = [m for m in added if m.split('.')[0] in ('numpy', 'constriction') or m == 'tcodec.coding.entropy']; "
         "assert not heavy, heavy; "
         "assert c.load_model.cache_info().currsize == 0"
     )

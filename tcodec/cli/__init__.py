@@ -21,16 +21,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from tcodec import api, batch
+from tcodec import api
+from tcodec.cli import batch
 from tcodec.bench.command import bench
-from tcodec.caption_files import CaptionSource, read_jsonl
+from tcodec.cli.caption_files import CaptionSource, read_jsonl
 from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, parse_options, say
 from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, printable
 from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
                            write_stdout)
 from tcodec.images import load_image
 from tcodec.limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_PIXELS, Limits
-from tcodec.memory import keep_freed_memory
+from tcodec.cli.memory import keep_freed_memory
 from tcodec.rate_search import byte_budget
 
 app = typer.Typer(
@@ -45,7 +46,7 @@ _debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
 
 def main() -> None:
     """Console-script entry point."""
-    keep_freed_memory()  # before anything big is allocated; see tcodec.memory
+    keep_freed_memory()  # before anything big is allocated; see tcodec.cli.memory
     _lift_pillow_bomb_limit()
     terminated = []
 
@@ -188,7 +189,7 @@ def decode(
     max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
     """Decode a .tcz file (or a folder of them) to an image."""
-    from tcodec.output_formats import image_bytes, resolve_format
+    from tcodec.cli.output_formats import image_bytes, resolve_format
 
     options = parse_options(option or [])
     api.check_device(device)
@@ -355,7 +356,7 @@ def demo(
     quality: Annotated[Optional[float], typer.Option("--quality", "-q")] = None,
 ) -> None:
     """Encode and decode the shipped photo (CC0), compare with JPEG and WebP at the same size, and print what it measured."""
-    from tcodec.demo import run_demo
+    from tcodec.cli.demo import run_demo
 
     for line in run_demo(output, backend, quality):
         print(line)

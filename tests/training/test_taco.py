@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tcodec import train  # noqa: E402
+from tcodec.training import taco as train  # noqa: E402
 from tcodec.errors import InputError  # noqa: E402
 from tcodec.sample import sample_image  # noqa: E402
 from tcodec.weights import load_model  # noqa: E402

@@ -17,7 +17,7 @@ All model probabilities are exact integer arithmetic on the stored counts, so
 encoder and decoder compute bit-identical tables on every platform. The model
 file is pinned by its SHA-256; a changed model needs a new CAPTION_CODER_ID.
 
-Importing this module is cheap: numpy, the model and ``tcodec.entropy`` (the
+Importing this module is cheap: numpy, the model and ``tcodec.coding.entropy`` (the
 only user of constriction) are loaded on first use.
 """
 
@@ -32,13 +32,13 @@ import struct
 import zlib
 from pathlib import Path
 
-from tcodec.container import CAPTION_CODER_CODES
+from tcodec.format.container import CAPTION_CODER_CODES
 from tcodec.errors import FormatError, InputError, ModelError, ModelMismatchError, ModelNotFoundError
 
 CAPTION_UTF8 = CAPTION_CODER_CODES["utf-8"]
 CAPTION_CODER_ID = CAPTION_CODER_CODES["tcodec-caption-v1"]
 MAX_CAPTION_BYTES = 4096  # UTF-8 bytes of a caption's text
-MODEL_PATH = Path(__file__).resolve().parent / "data" / "caption_model_v1.bin"
+MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "caption_model_v1.bin"
 MODEL_SHA256 = "835fe9475dca2a6223974457b54a82ada599881d8d9f61337179fb54330018fa"
 MODEL_MAGIC = b"TCAPMDL1"
 
@@ -335,13 +335,13 @@ class CaptionModel:
         return self.spelling.table(history)
 
     def encode(self, text: str) -> bytes:
-        from tcodec import entropy
+        from tcodec.coding import entropy
 
         return entropy.encode_categorical(*self.events(text))
 
     def decode(self, data: bytes) -> str:
         """Text of a stream; FormatError if it is not one ``encode`` can make."""
-        from tcodec import entropy
+        from tcodec.coding import entropy
 
         if len(data) > MAX_STREAM_BYTES:
             raise FormatError(f"coded caption is {len(data)} bytes, more than any caption needs")

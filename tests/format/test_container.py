@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tcodec.api import read_info
-from tcodec.captions import MAX_CAPTION_BYTES
-from tcodec.container import (
+from tcodec.coding.captions import MAX_CAPTION_BYTES
+from tcodec.format.container import (
     MAX_PIXELS,
     Container,
     _varint,
@@ -292,9 +292,9 @@ def test_the_container_module_needs_no_caption_model():
     import ast
     from pathlib import Path
 
-    import tcodec.container
+    import tcodec.format.container
 
-    tree = ast.parse(Path(tcodec.container.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(tcodec.format.container.__file__).read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "struct", "zlib", "dataclasses", "tcodec.errors"}

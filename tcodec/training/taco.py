@@ -1,7 +1,7 @@
 """Train tcodec's own variable-rate TACO weights on the CPU (or a lent GPU), resumably.
 
-    python -m tcodec.train training/taco-v4-release.toml                         # starts, or resumes
-    python -m tcodec.train training/taco-v4-release.toml --export tcodec-taco-v4 # checkpoint -> package model
+    python -m tcodec.training training/taco-v4-release.toml                         # starts, or resumes
+    python -m tcodec.training training/taco-v4-release.toml --export tcodec-taco-v4 # checkpoint -> package model
 
 One model learns every rate: each sample of a batch draws a quality q in [1, rates]
 and its λ(q) (log-linear between the config's end points), and the loss is
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tcodec.batch import IMAGE_SUFFIXES
+from tcodec.cli.batch import IMAGE_SUFFIXES
 from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
@@ -362,7 +362,7 @@ def export(config_path: Path, name: str, folder: Path | None = None, half: bool 
     model = TacoModel(config)
     model.load_state_dict(load_file(recipe.checkpoint))
     iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
-    packaged = Path(__file__).parent / "data" / "models" / name
+    packaged = Path(__file__).resolve().parent.parent / "data" / "models" / name
     folder = folder or packaged
     model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half,
                             trained_iterations=iteration, recipe=str(config_path.name))
@@ -383,7 +383,7 @@ def main() -> None:
         else:
             train(args.config)
     except TcodecError as error:
-        sys.exit(f"tcodec.train: error: {error}")
+        sys.exit(f"tcodec.training: error: {error}")
 
 
 if __name__ == "__main__":

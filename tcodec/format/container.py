@@ -6,7 +6,7 @@ the bytes that are really there, every size against a limit, before anything is
 sliced or allocated, and the CRC-32 covers the whole file.
 
 A caption is carried as its coder's code and coded bytes (``coded_caption``); turning
-text into those bytes and back is :mod:`tcodec.captions`'s job (the API calls it), so
+text into those bytes and back is :mod:`tcodec.coding.captions`'s job (the API calls it), so
 this module needs nothing beyond the standard library.
 """
 
@@ -27,7 +27,7 @@ FORMAT_MINOR = 0
 BACKEND_CODES = {"jpeg": 1, "taco": 2, "perco": 3}
 MODE_CODES = {"L": 1, "RGB": 2}
 ENTROPY_CODER_CODES = {"none": 0, "constriction-range": 1, "constriction-ans": 2}
-CAPTION_CODER_CODES = {"utf-8": 0, "tcodec-caption-v1": 1}  # what each code means: tcodec.captions
+CAPTION_CODER_CODES = {"utf-8": 0, "tcodec-caption-v1": 1}  # what each code means: tcodec.coding.captions
 
 FLAG_MODEL_HASH = 0x01
 FLAG_CAPTION = 0x02
@@ -101,7 +101,7 @@ def pack(container: Container) -> bytes:
             raise InputError(f"model hash must be {MODEL_HASH_BYTES} bytes")
         flags |= FLAG_MODEL_HASH
     if c.caption is not None and c.coded_caption is None:
-        raise InputError("the caption must be coded before packing (tcodec.captions.encode)")
+        raise InputError("the caption must be coded before packing (tcodec.coding.captions.encode)")
     if c.coded_caption is not None:
         flags |= FLAG_CAPTION
         caption_coder, coded = c.coded_caption

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import tcodec
-from tcodec.container import unpack
+from tcodec.format.container import unpack
 
 from tests.conftest import image_bytes, run_cli
 
@@ -95,7 +95,7 @@ def test_backends_lists_jpeg():
 
 
 def test_demo_runs_with_the_built_in_image(tmp_path):
-    from tcodec.demo import photo_bytes
+    from tcodec.cli.demo import photo_bytes
 
     result = run_cli("demo", "-o", tmp_path / "demo")
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""tcodec.memory: the allocator setting the CLI makes, and handing memory back."""
+"""tcodec.cli.memory: the allocator setting the CLI makes, and handing memory back."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import tcodec.cli
-from tcodec import memory
+from tcodec.cli import memory
 
 pytestmark = pytest.mark.skipif(memory._GLIBC is None, reason="not glibc")
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(memory._GLIBC is None, reason="not glibc")
 # the second time (calloc zero-fills what it reuses, so every page is touched each time).
 REUSE = """
 import resource, sys
-from tcodec.memory import keep_freed_memory
+from tcodec.cli.memory import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 faults = []
@@ -45,6 +45,9 @@ def test_the_cli_keeps_freed_memory(monkeypatch):
     calls = []
     monkeypatch.setattr(tcodec.cli, "keep_freed_memory", lambda: calls.append(True))
     monkeypatch.setattr(sys, "argv", ["tcodec", "--version"])
+    # main() also lifts Pillow's bomb limit and takes SIGTERM: keep both as they were
+    monkeypatch.setattr(tcodec.cli, "_lift_pillow_bomb_limit", lambda: None)
+    monkeypatch.setattr(tcodec.cli.signal, "signal", lambda *args: None)
     with pytest.raises(SystemExit) as exit_info:
         tcodec.cli.main()
     assert exit_info.value.code in (0, None) and calls == [True]

@@ -1,0 +1,3 @@
+from tcodec.training.taco import main
+
+main()
