@@ -1,5 +1,5 @@
 """A taco encode and decode in fresh processes, with glibc's default handling of freed memory
-and with the CLI's (``tcodec.cli.memory.keep_freed_memory``).
+and with the CLI's (``tcodec.memory.keep_freed_memory``).
 
     python benchmarks/bench_fresh_process.py [--runs 8] [--images 4] [--image ../shared/data/kodak/kodim01.png]
 
@@ -27,7 +27,7 @@ import json, resource, sys, time
 import torch
 from PIL import Image
 import tcodec
-from tcodec.cli.memory import keep_freed_memory
+from tcodec.memory import keep_freed_memory
 
 if sys.argv[1] == "kept":
     assert keep_freed_memory(), "glibc's mallopt refused"

@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tcodec.cli.memory import release_free_memory
+from tcodec.memory import release_free_memory
 from tcodec.models.layers import Extractor, PhaseTransposedConv, ResidualBottleneck, checkerboard, checkerboard_context, pack
 from tcodec.weights import load_model
 

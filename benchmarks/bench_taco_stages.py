@@ -31,7 +31,7 @@ from PIL import Image
 import tcodec
 import tcodec.models.coding as coding
 from tcodec.backends.taco import DEFAULT_MODEL, _load, _text
-from tcodec.cli.memory import release_free_memory
+from tcodec.memory import release_free_memory
 from tcodec.models import image_to_tensor, pad_to_multiple
 from tcodec.models.taco import TacoModel
 from tcodec.models.coding import TensorCoder

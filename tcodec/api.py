@@ -83,9 +83,10 @@ def encode(
     quality = check_quality(backend, quality)
     options = checked_options(options, codec.options, backend)
     check_device(device)
+    if caption is not None:
+        captions.check(caption)  # before any work, whether or not the file keeps it
+    coded_caption = captions.encode(caption) if _caption_to_store(codec, caption, store_caption) else None
     encoder = codec.encoder(loaded.image, caption=caption, device=device, options=options)
-    used = encoder.caption if encoder.caption is not None else caption  # a backend may caption the image
-    coded_caption = captions.encode(used) if _caption_to_store(codec, used, store_caption) else None
 
     def file_at(quality: float) -> bytes:
         payload = encoder.encode(quality)

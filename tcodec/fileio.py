@@ -18,14 +18,31 @@ import socket
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _CHUNK = 1 << 20
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _host_tag() -> str:
+    """Names this host and PID namespace in temporary files: containers that share a
+    hostname and a volume but not their PIDs must not take each other's files for stale."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(open(path).read().strip() if path.endswith("boot_id") else str(os.stat(path).st_ino))
+        except OSError:
+            pass
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+_HOST = _host_tag()
 _TEMP = re.compile(r"\..*\.tcodec-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-\w+\.tmp")
 _KINDS = {stat.S_IFDIR: "folder", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
           stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket"}
@@ -45,16 +62,22 @@ def read_input(path: str | os.PathLike, max_bytes: int, *, raised_by: str | None
     """
     label = str(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway
+        _refuse_special(label, os.stat(path).st_mode)  # before opening: opening some devices acts
+        # O_NONBLOCK: were it swapped for a FIFO meanwhile, opening must not wait for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise InputError(f"{label}: {_reason(error)}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise InputError(f"{label}: is a {_KINDS.get(stat.S_IFMT(mode), 'special file')}, not a regular file")
+        _refuse_special(label, mode)
     with os.fdopen(fd, "rb", buffering=0) as file:
         return _read_bounded(file, label, max_bytes, raised_by)
+
+
+def _refuse_special(label: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{label}: is a {_KINDS.get(stat.S_IFMT(mode), 'special file')}, not a regular file")
 
 
 def read_stdin(max_bytes: int) -> bytes:
@@ -114,31 +137,33 @@ def _reason(error: OSError) -> str:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = False,
-                 special_in_place: bool = True) -> None:
+                 named_by_user: bool = False) -> None:
     """Write ``data`` to ``path`` so that an interrupted write leaves nothing or the whole file.
 
     A new or regular target is written to a temporary file beside it, then given its
     name: without ``overwrite`` by a hard link that refuses an existing name (so a file
-    another process made meanwhile is kept), with it by a rename (a symbolic link to a
-    regular file has the file it names replaced, the link kept). A character device or
-    FIFO is written in place when ``special_in_place`` (``-o /dev/null``); a folder,
-    block device or socket is refused.
+    another process made meanwhile is kept), with it by a rename. A symbolic link there is
+    replaced itself, never followed, unless the user named ``path`` (``-o PATH``,
+    ``named_by_user``): then the regular file it names is replaced (the link kept), and a
+    character device or FIFO is written in place (``-o /dev/null``). A folder, block device
+    or socket is refused.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputError: ``path`` cannot be written.
     """
     path = Path(path)
-    kind = _existing_kind(path)
-    if kind in ("character device", "FIFO") and special_in_place:
+    kind = _existing_kind(path, follow_links=named_by_user)
+    if kind in ("character device", "FIFO") and named_by_user:
         _write_in_place(path, data)
         return
-    if kind not in (None, "file"):
+    if kind not in (None, "file", "symbolic link"):
         raise OutputError(f"{path}: is a {kind}; tcodec writes only regular files there")
-    if kind == "file":
+    if kind is not None:
         if not overwrite:
             raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
-        path = Path(os.path.realpath(path))
+        if named_by_user:
+            path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.tcodec-{_HOST}-{os.getpid()}-",
@@ -164,10 +189,42 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = Fals
         raise
 
 
-def _existing_kind(path: Path) -> str | None:
-    """What is at ``path`` after following links: None (nothing), "file", "folder", ..."""
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A temporary file beside ``path`` to write into; when the block ends normally it
+    replaces ``path`` in one step, when it raises (a check failed, Ctrl-C) it is removed.
+    For large files written as a stream (a model's weights).
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    path = Path(path)
     try:
-        mode = os.stat(path).st_mode
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.tcodec-{_HOST}-{os.getpid()}-",
+                                    suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o666 & ~_UMASK)
+        os.replace(temp, path)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _existing_kind(path: Path, follow_links: bool) -> str | None:
+    """What is at ``path`` (after following links, if asked): None (nothing), "file",
+    "symbolic link", "folder", ..."""
+    try:
+        mode = os.stat(path).st_mode if follow_links else os.lstat(path).st_mode
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -176,6 +233,8 @@ def _existing_kind(path: Path) -> str | None:
         if error.errno == errno.ENOTDIR:
             raise OutputError(f"{path}: cannot write (a part of the path is a file)") from None
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
     return "file" if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "special file")
 
 
@@ -188,7 +247,9 @@ def _write_in_place(path: Path, data: bytes) -> None:
         if os.isatty(fd):
             raise OutputError(f"{path}: refusing to write binary data to a terminal")
         try:
-            file.write(data)
+            view = memoryview(data)
+            while view:  # an unbuffered write may take only part
+                view = view[file.write(view):]
         except BrokenPipeError:
             raise BrokenPipe(f"{path}: the reader has gone") from None
         except OSError as error:

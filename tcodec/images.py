@@ -25,6 +25,7 @@ from tcodec.errors import InputError, TcodecWarning
 from tcodec.fileio import read_input
 from tcodec.limits import DEFAULT_LIMITS, Limits
 
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})  # taken from folders
 _LOSSLESS_TO_RGB = {"P", "YCbCr", "LAB", "HSV", "RGBX"}
 _WITH_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}

@@ -23,7 +23,7 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
+import stat
 import tomllib
 import urllib.error
 import urllib.request
@@ -32,12 +32,14 @@ from importlib import resources
 from pathlib import Path
 
 from tcodec.errors import InputError, ModelError, ModelMismatchError, ModelNotFoundError, OutputError, one_line
-from tcodec.fileio import write_atomic
+from tcodec.fileio import read_input, replacing, write_atomic
 
 CONFIG_FILE = "config.json"
 SINGLE_COMPONENT = ("config.json", "model.safetensors")  # the layout whose hash keeps the first rule
 PINS_FILE = "pins.json"  # sha256 of files imported or fetched where models.lock has none
+PINNED_MODEL_HASH = "model-version hash"  # in pins: the hash of a folder converted on import
 HASH_CACHE_FILE = ".model-hash.json"
+MAX_UNSIZED_FILE = 16 << 30  # a file models.lock gives no size for is refused beyond this
 
 # architecture (config.json's "architecture") -> the module whose load(folder, config)
 # builds it; imported on first use, like the backends
@@ -114,8 +116,12 @@ def _distribution_folder(entry: LockEntry) -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 (hex) of a regular file; a FIFO or device there is a ModelError, not a hang."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ModelError(f"{path}: not a regular file; a model's files must be")
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -130,7 +136,8 @@ def model_files(folder: Path) -> list[str]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         relative = Path(root).relative_to(folder)
-        found += [(relative / name).as_posix() for name in files if not _is_documentation(name)]
+        found += [(relative / name).as_posix() for name in files
+                  if not _is_documentation(name) and os.path.isfile(Path(root) / name)]  # no FIFOs, devices
     return sorted(found)
 
 
@@ -160,10 +167,10 @@ def model_hash(folder: Path, files: list[str] | None = None) -> str:
         raise ModelNotFoundError(f"{folder}: {error.filename} is missing ({error.strerror})") from None
     cache = folder / HASH_CACHE_FILE
     try:
-        cached = json.loads(cache.read_text(encoding="utf-8"))
+        cached = json.loads(read_input(cache, 1 << 20))
         if cached["stamps"] == stamps:
             return cached["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (InputError, ValueError, KeyError, TypeError):
         pass
     digests = [sha256_file(folder / path) for path in files]
     if tuple(files) == SINGLE_COMPONENT:
@@ -224,7 +231,21 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
         model = code.load(folder, config)
     except ModelError as error:
         raise ModelError(f"model {name}: {error}") from None
-    return LoadedModel(name, folder, config, model.to(device), model_hash(folder))
+    return LoadedModel(name, folder, config, model.to(device), model_hash(folder, _listed_files(name, folder)))
+
+
+def _listed_files(name: str, folder: Path) -> list[str] | None:
+    """The files models.lock lists for the model ``name`` installed at ``folder`` (what
+    its hash covers), or None (every file) for a folder models.lock does not describe."""
+    entry = read_lock().get(name)
+    if entry is None or entry.kind in IMPORTERS or not entry.files:
+        return None
+    try:
+        if model_folder(name) != folder:
+            return None
+    except ModelNotFoundError:
+        return None
+    return [f.path for f in entry.files]
 
 
 def architecture(name: str | None):
@@ -303,16 +324,32 @@ def fetch(name: str) -> Path:
         url = f"{entry.source.rstrip('/')}/{locked.path}"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                data = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ModelError(f"could not download {url} ({getattr(error, 'reason', error)}); on a machine "
-                             f"with a network run `tcodec models fetch {name}` and copy {folder}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        _check_file(locked, digest, len(data), name)
-        write_atomic(folder / locked.path, data, overwrite=True)
+                digest = _install(response, folder / locked.path, locked, name)
+        except (OSError, ValueError) as error:  # urllib's URLError is an OSError
+            reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+            raise ModelError(f"could not download {url} ({reason}); on a machine with a network run "
+                             f"`tcodec models fetch {name}` and copy {folder}") from None
         if not locked.sha256:
             _pin(name, locked.path, digest)  # trust on first download; `verify` checks it later
     return folder
+
+
+def _install(source, target: Path, locked: LockedFile, name: str) -> str:
+    """Stream ``source`` (a readable binary file) into ``target`` while hashing it, at most
+    the size models.lock gives (or MAX_UNSIZED_FILE); the file takes ``target``'s name only
+    once it is whole and has passed :func:`_check_file`. Returns its sha256."""
+    limit = locked.size or MAX_UNSIZED_FILE
+    digest, size = hashlib.sha256(), 0
+    with replacing(target) as out:
+        while chunk := source.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise ModelError(f"{locked.path} of {name} is larger than {limit:,} bytes"
+                                 f"{', the size models.lock gives' if locked.size else ''}")
+            digest.update(chunk)
+            out.write(chunk)
+        _check_file(locked, digest.hexdigest(), size, name)
+    return digest.hexdigest()
 
 
 def import_file(name: str, path: Path) -> Path:
@@ -336,25 +373,23 @@ def import_file(name: str, path: Path) -> Path:
         module, function = IMPORTERS[entry.kind].split(":")
         getattr(importlib.import_module(module), function)(path, entry, folder, digest)
         _pin(name, entry.files[0].path, digest)
+        _pin(name, PINNED_MODEL_HASH, model_hash(folder))  # what `verify` checks from now on
         return folder
     if entry.source == "package" or entry.source.startswith("pypi:"):
         raise InputError(f"{name} comes with {entry.source}; there is nothing to import")
     if not path.is_dir():
         raise InputError(f"{path}: not a folder (importing {name} copies its files from the folder you downloaded)")
-    digests = {}
-    for locked in entry.files:
-        source = path / locked.path
-        if not source.is_file():
-            raise InputError(f"{source}: missing; {name} needs {', '.join(f.path for f in entry.files)}")
-        digests[locked.path] = sha256_file(source)
-        _check_file(locked, digests[locked.path], source.stat().st_size, name)
-    for locked in entry.files:
-        (folder / locked.path).parent.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{Path(locked.path).name}.import"
-        shutil.copyfile(path / locked.path, temporary)
-        os.replace(temporary, folder / locked.path)
+    missing = [f.path for f in entry.files if not (path / f.path).is_file()]
+    if missing:
+        raise InputError(f"{path}: {', '.join(missing)} missing; {name} needs {', '.join(f.path for f in entry.files)}")
+    for locked in entry.files:  # each copied, then checked: the file installed is the file checked
+        try:
+            with open(path / locked.path, "rb") as source:
+                digest = _install(source, folder / locked.path, locked, name)
+        except OSError as error:
+            raise InputError(f"{path / locked.path}: cannot read ({error.strerror or error})") from None
         if not locked.sha256:
-            _pin(name, locked.path, digests[locked.path])
+            _pin(name, locked.path, digest)
     return folder
 
 
@@ -417,8 +452,14 @@ def verify(name: str) -> list[str]:
     entry = lock_entry(name)
     folder = model_folder(name)
     problems = []
-    files = entry.files if entry.kind not in IMPORTERS else ()
-    for locked in files:
+    if entry.kind in IMPORTERS:  # the checkpoint is gone; its conversion was pinned on import
+        pinned = _pins().get(name, {}).get(PINNED_MODEL_HASH)
+        if not (folder / CONFIG_FILE).is_file():
+            return [f"{folder} is missing"]
+        if pinned and model_hash(folder) != pinned:
+            problems.append(f"{folder} has model hash {model_hash(folder)[:16]}, it was pinned as {pinned[:16]}")
+        return problems
+    for locked in entry.files:
         path = folder / locked.path
         if not path.is_file():
             problems.append(f"{path} is missing")

@@ -113,3 +113,13 @@ def test_fractional_quality_is_used_as_the_header_stores_it():
     from tcodec.api import check_quality
 
     assert check_quality("taco", 3.3333) == 3.33
+
+
+def test_a_caption_is_checked_before_any_work_even_when_not_stored(card, monkeypatch):
+    from tcodec.backends.jpeg import JpegBackend
+
+    monkeypatch.setattr(JpegBackend, "encoder", lambda *args, **kwargs: pytest.fail("encoded anyway"))
+    with pytest.raises(tcodec.InputError, match="not valid Unicode"):
+        tcodec.encode(card, "jpeg", 75, caption="a\ud800b", store_caption=False)
+    with pytest.raises(tcodec.InputError, match="caption is 5000 bytes"):
+        tcodec.encode(card, "jpeg", 75, caption="x" * 5000, store_caption=False)

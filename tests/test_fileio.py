@@ -194,7 +194,7 @@ def test_closed_stdin(monkeypatch):
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_character_device_is_written_in_place(overwrite):
-    write_atomic("/dev/null", b"data", overwrite=overwrite)
+    write_atomic("/dev/null", b"data", overwrite=overwrite, named_by_user=True)
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
 
 
@@ -204,7 +204,7 @@ def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
     received = []
     reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()), daemon=True)
     reader.start()
-    write_atomic(fifo, b"through the pipe")
+    write_atomic(fifo, b"through the pipe", named_by_user=True)
     reader.join(30)
     assert received == [b"through the pipe"]
     assert not fifo.is_file() and fifo.exists()
@@ -212,7 +212,7 @@ def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
 
 def test_special_files_are_refused_where_not_wanted(tmp_path):
     with pytest.raises(OutputError, match="is a character device"):
-        write_atomic("/dev/null", b"x", overwrite=True, special_in_place=False)
+        write_atomic("/dev/null", b"x", overwrite=True)
     with pytest.raises(OutputError, match="is a folder"):
         write_atomic(tmp_path, b"x", overwrite=True)
 
@@ -223,9 +223,26 @@ def test_overwriting_through_a_link_keeps_the_link(tmp_path):
     link = tmp_path / "link.tcz"
     link.symlink_to(target)
     with pytest.raises(OutputExistsError):
-        write_atomic(link, b"new")
-    write_atomic(link, b"new", overwrite=True)
+        write_atomic(link, b"new", named_by_user=True)
+    write_atomic(link, b"new", overwrite=True, named_by_user=True)
     assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+def test_a_link_the_user_did_not_name_is_replaced_not_followed(tmp_path):
+    """A folder run's output name that someone made a link to another file: --force replaces
+    the link, and the file it named stays as it was."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    planted = tmp_path / "out.tcz"
+    planted.symlink_to(victim)
+    with pytest.raises(OutputExistsError):
+        write_atomic(planted, b"new")
+    write_atomic(planted, b"new", overwrite=True)
+    assert not planted.is_symlink() and planted.read_bytes() == b"new"
+    assert victim.read_bytes() == b"precious"
+    (tmp_path / "dev.tcz").symlink_to("/dev/null")
+    write_atomic(tmp_path / "dev.tcz", b"x", overwrite=True)  # the link replaced, /dev/null untouched
+    assert (tmp_path / "dev.tcz").read_bytes() == b"x" and os.path.exists("/dev/null")
 
 
 def test_temporary_files_name_host_and_process(tmp_path, monkeypatch):

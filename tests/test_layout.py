@@ -87,3 +87,13 @@ def test_no_module_imports_one_that_imports_it_back():
 
     cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a in graph for b in graph[a] if reaches(b, a))
     assert cycles == []
+
+
+def test_only_the_command_line_imports_the_cli_package():
+    """tcodec.cli is the command (importing it builds the Typer app): the library, the bench's
+    machinery and training must not need it."""
+    graph = import_graph()
+    users = sorted(name for name, imported in graph.items()
+                   if any(t == "tcodec.cli" or t.startswith("tcodec.cli.") for t in imported)
+                   and not name.startswith("tcodec.cli"))
+    assert users == ["tcodec.__main__"]

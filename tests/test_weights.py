@@ -370,3 +370,43 @@ def test_a_model_card_beside_the_weights_does_not_change_the_model(tiny_folder, 
     (copy / "LICENSE").write_text("terms")
     assert weights.model_files(copy) == ["config.json", "model.safetensors"]
     assert weights.model_hash(copy) == weights.model_hash(tiny_folder)
+
+
+def test_special_files_in_a_model_folder_never_hang_the_hash(tiny_folder, tmp_path):
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    (copy / ".model-hash.json").unlink(missing_ok=True)
+    os.mkfifo(copy / ".model-hash.json")  # the hash cache's name
+    os.mkfifo(copy / "extra.bin")
+    assert weights.model_files(copy) == ["config.json", "model.safetensors"]
+    assert weights.model_hash(copy) == weights.model_hash(tiny_folder)
+    with pytest.raises(ModelError, match="not a regular file"):
+        weights.model_hash(copy, ["config.json", "extra.bin"])
+
+
+def test_a_download_larger_than_models_lock_says_is_refused_and_leaves_nothing(two_component):
+    source, files = two_component
+    (source / "encoder" / "model.safetensors").write_bytes(files["encoder/model.safetensors"] + bytes(1000))
+    with pytest.raises(ModelError, match="encoder/model.safetensors of pair-test is larger than"):
+        weights.fetch("pair-test")
+    folder = weights.model_folder("pair-test")
+    assert not (folder / "encoder" / "model.safetensors").exists()
+    assert not [p for p in folder.rglob("*") if p.name.startswith(".") and p.is_file()]  # no temporary file
+
+
+def test_an_imported_checkpoint_is_verified_by_its_pinned_model_hash(tmp_path, monkeypatch, torch):
+    from tcodec.models.taco import TacoConfig, TacoModel
+
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
+    config = weights.lock_entry("taco-official-3").config
+    path = tmp_path / "renamed-by-the-user.pth.tar"
+    torch.save(official_layout(TacoModel(TacoConfig.from_dict(config)), False, ""), path)
+    folder = weights.import_file("taco-official-3", path)
+    assert weights.verify("taco-official-3") == []
+    assert "source_file" not in json.loads((folder / "config.json").read_text())  # the name is not the model's
+    stored = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**stored, "text_encoder": "other"}))
+    assert ["it was pinned as" in problem for problem in weights.verify("taco-official-3")] == [True]

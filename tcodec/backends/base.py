@@ -28,13 +28,10 @@ class Payload:
 @dataclass(frozen=True)
 class ImageEncoder:
     """One image, ready to be coded at any of ``qualities`` (ascending): what a rate
-    search calls several times, so a backend can do the quality-independent work once.
-    ``caption`` is the caption the encoder used when it made one itself (a captioner),
-    which the file then stores; None: the caller's."""
+    search calls several times, so a backend can do the quality-independent work once."""
 
     qualities: Sequence[float]
     encode: Callable[[float], Payload]
-    caption: str | None = None
 
 
 def check_quality_range(name: str, quality: float, low: float, high: float, *, integer: bool,

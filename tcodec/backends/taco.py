@@ -45,12 +45,17 @@ class TacoBackend(Backend):
         return {"model": DEFAULT_MODEL, **options}
 
     def model_hash(self, options: Mapping[str, str]) -> str | None:
-        """The hash of ``-O model``'s weights (for taco-official, of the first checkpoint)."""
+        """The hash of ``-O model``'s weights; for taco-official (one checkpoint per quality)
+        a hash over the six checkpoints' hashes."""
+        import hashlib
+
         from tcodec.weights import model_hash, resolve
 
         name = options.get("model", DEFAULT_MODEL)
-        name = f"{OFFICIAL_FAMILY}-1" if name == OFFICIAL_FAMILY else name
-        return model_hash(resolve(name)[1])
+        if name != OFFICIAL_FAMILY:
+            return model_hash(resolve(name)[1])
+        hashes = [model_hash(resolve(f"{OFFICIAL_FAMILY}-{q}")[1]) for q in range(1, OFFICIAL_RATES + 1)]
+        return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:
         return self.encoder(image, caption=caption, device=device, options=options).encode(quality)

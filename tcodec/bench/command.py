@@ -50,7 +50,7 @@ def bench(
     """Compare codecs and qualities on a folder of images: real files, real decoded pixels."""
     from tcodec.api import check_device
     from tcodec.bench.bdrate import METHODS
-    from tcodec.cli.caption_files import read_jsonl
+    from tcodec.caption_files import read_jsonl
     from tcodec.bench.qualities import qualities_per_codec
     from tcodec.bench.runner import BenchConfig
     from tcodec.errors import InputError

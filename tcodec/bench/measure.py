@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tcodec.bench.codecs import BenchCodec
-from tcodec.cli.memory import release_free_memory
+from tcodec.memory import release_free_memory
 
 _PROC = Path("/proc/self")
 _WARMED: set[str] = set()

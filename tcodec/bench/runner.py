@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tcodec.cli.batch import IMAGE_SUFFIXES
+from tcodec.images import IMAGE_SUFFIXES
 from tcodec.bench.cache import ResultCache, result_key
-from tcodec.cli.caption_files import CaptionSource
+from tcodec.caption_files import CaptionSource
 from tcodec.bench.codecs import BenchCodec, get_codec
 from tcodec.bench.metrics import METRICS, split_metrics
 from tcodec.bench.qualities import format_quality

@@ -24,14 +24,14 @@ import typer
 from tcodec import api
 from tcodec.cli import batch
 from tcodec.bench.command import bench
-from tcodec.cli.caption_files import CaptionSource, read_jsonl
+from tcodec.caption_files import CaptionSource, read_jsonl
 from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, parse_options, say
 from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, printable
 from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
                            write_stdout)
-from tcodec.images import load_image
+from tcodec.images import IMAGE_SUFFIXES, load_image
 from tcodec.limits import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_PIXELS, Limits
-from tcodec.cli.memory import keep_freed_memory
+from tcodec.memory import keep_freed_memory
 from tcodec.rate_search import byte_budget
 
 app = typer.Typer(
@@ -46,7 +46,7 @@ _debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
 
 def main() -> None:
     """Console-script entry point."""
-    keep_freed_memory()  # before anything big is allocated; see tcodec.cli.memory
+    keep_freed_memory()  # before anything big is allocated; see tcodec.memory
     _lift_pillow_bomb_limit()
     terminated = []
 
@@ -171,7 +171,7 @@ def encode(
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
 
-    _convert(Conversion(encode_one, ".tcz", batch.IMAGE_SUFFIXES, "encoded", "output"), input, output, jobs, force)
+    _convert(Conversion(encode_one, ".tcz", IMAGE_SUFFIXES, "encoded", "output"), input, output, jobs, force)
 
 
 @app.command()
@@ -244,7 +244,7 @@ def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, 
         write_stdout(data)
     else:
         remove_stale_temps(Path(output).parent)
-        write_atomic(output, data, overwrite=force)
+        write_atomic(output, data, overwrite=force, named_by_user=True)
 
 
 def _read(source: Path | None, limits: Limits) -> bytes:
@@ -276,7 +276,7 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
     def process(job: batch.Job) -> batch.FileResult:
         data, result = conversion.convert(job.source, folder)
         # a file another run wrote meanwhile is kept without --force (counted as skipped)
-        write_atomic(job.target, data, overwrite=force, special_in_place=False)
+        write_atomic(job.target, data, overwrite=force)
         return result
 
     started = time.perf_counter()
@@ -319,7 +319,7 @@ def info(
             "framing_bytes": container.layout["framing"],
         }
         if as_json:
-            text = json.dumps(fields, ensure_ascii=False) + "\n"
+            text = json.dumps(fields) + "\n"  # ASCII: every control or format character escaped
         else:  # the caption and the file name come from outside: shown with controls escaped
             width = max(map(len, fields))
             text = "".join(f"{key:<{width}}  {_shown(value)}\n" for key, value in fields.items())

@@ -16,8 +16,6 @@ from pathlib import Path
 from tcodec.console import progress_bar
 from tcodec.errors import InputError, OutputExistsError, TcodecError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
-
 
 @dataclass(frozen=True)
 class Job:
@@ -130,7 +128,7 @@ def run(
                         for note in result.notes:
                             report("warning", f"{job.source}: {note}")
                     advance()
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C, or a bug: stop now, not after every queued file
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return summary

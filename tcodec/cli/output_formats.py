@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tcodec import api
 from tcodec.format.container import Container
-from tcodec.errors import InputError
+from tcodec.errors import InputError, OutputError
 from tcodec.limits import DEFAULT_LIMITS, Limits
 
 
@@ -46,11 +46,20 @@ def resolve_format(name: str | None, output: str | None, output_is_folder: bool 
 def image_bytes(container: Container, fmt: OutputFormat, device: str = "auto", options=None,
                 limits: Limits = DEFAULT_LIMITS) -> bytes:
     """The file to write for a decoded container: the original JPEG when there is one
-    (checked to be one JPEG that matches the header)."""
+    (checked to be one JPEG that matches the header).
+
+    Raises:
+        OutputError: the format cannot hold this image (e.g. WebP beyond 16383 pixels a side).
+    """
+    limits.check_pixels(container.width, container.height, "the file's image", InputError)
     native = api.native_bytes(container)
     if native is not None and native[0] == fmt.pillow_name:
         return native[1]
     image = api.decode_container(container, device=device, options=options, limits=limits)
     buffer = io.BytesIO()
-    image.save(buffer, fmt.pillow_name, **fmt.save_options)
+    try:
+        image.save(buffer, fmt.pillow_name, **fmt.save_options)
+    except (OSError, ValueError) as error:  # Pillow's encoders refuse sizes beyond their format's
+        raise OutputError(f"cannot write a {image.width}x{image.height} image as {fmt.suffix[1:]} ({error}); "
+                          "choose another --format") from None
     return buffer.getvalue()

@@ -447,7 +447,7 @@ def encode(text: str) -> tuple[int, bytes]:
     Raises:
         InputError: not text, not valid Unicode, or longer than MAX_CAPTION_BYTES.
     """
-    raw = _utf8(text)
+    raw = check(text)
     if raw:
         coded = load_model().encode(text)
         if len(coded) < len(raw):
@@ -469,7 +469,12 @@ def decode(caption_coder: int, data: bytes) -> str:
     raise FormatError(f"unknown caption coder {caption_coder} (written by a newer tcodec?)")
 
 
-def _utf8(text: str) -> bytes:
+def check(text: str) -> bytes:
+    """``text``'s UTF-8 bytes, if it is a caption tcodec can code.
+
+    Raises:
+        InputError: not text, not valid Unicode, or longer than MAX_CAPTION_BYTES.
+    """
     if not isinstance(text, str):
         raise InputError(f"a caption must be text, not {type(text).__name__}")
     try:
@@ -483,7 +488,7 @@ def _utf8(text: str) -> bytes:
 
 def encode_caption(text: str) -> bytes:
     """The stream of caption coder 1 for ``text`` (its length is stored by the container)."""
-    _utf8(text)
+    check(text)
     return load_model().encode(text)
 
 

@@ -40,6 +40,7 @@ _PROBABILITY_STEP = 2.0**-24  # constriction's Categorical: 24-bit fixed-point p
 # last word may be padded: information that a valid stream can still supply after
 # its last word has been read. Twice that, to be safe.
 _STATE_BITS = 128
+MAX_UNIFORM_COUNT = 1 << 24  # indices one uniform stream may hold (a 4096x4096 grid)
 # constriction raises AssertionError when the code point falls in the sliver of
 # the range that no symbol maps to, which only invalid data can do.
 _INVALID_DATA = (AssertionError, ValueError, KeyError, RuntimeError)
@@ -138,6 +139,8 @@ def encode_uniform(symbols: Sequence[int], alphabet_size: int) -> bytes:
     symbols = [int(s) for s in symbols]
     if not 1 <= alphabet_size <= 1 << 24:
         raise ValueError(f"alphabet size {alphabet_size} is outside 1..2^24")
+    if len(symbols) > MAX_UNIFORM_COUNT:
+        raise ValueError(f"{len(symbols)} indices are more than one stream holds ({MAX_UNIFORM_COUNT})")
     if any(not 0 <= s < alphabet_size for s in symbols):
         raise ValueError(f"an index is outside 0..{alphabet_size - 1}")
     if alphabet_size == 1:  # nothing to tell apart: no bits
@@ -159,6 +162,8 @@ def decode_uniform(data: bytes, count: int, alphabet_size: int) -> list[int]:
     if alphabet_size == 1:
         if data:
             raise FormatError("a stream of indices from an alphabet of one holds no bytes; the file is corrupt")
+        if count > MAX_UNIFORM_COUNT:
+            raise FormatError(f"{count} indices are more than any stream holds ({MAX_UNIFORM_COUNT})")
         return [0] * count
     model = _uniform(alphabet_size)
     decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))
@@ -326,12 +331,17 @@ class LatentDecoder:
     def __init__(self, data: bytes, min_bits: float = 0.0) -> None:
         if len(data) % _WORD_BYTES:
             raise FormatError("latent stream is not a whole number of 32-bit words; the file is corrupt")
-        if 8 * len(data) + _STATE_BITS < min_bits:
-            raise FormatError(f"latent stream of {len(data)} bytes is too short for the image the header "
-                              f"claims (it needs at least {int(min_bits - _STATE_BITS) // 8} bytes); "
-                              "the file is corrupt")
+        self._bytes = len(data)
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         self._decoder = constriction.stream.queue.RangeDecoder(words)
+        self.expect(min_bits)
+
+    def expect(self, min_bits: float) -> None:
+        """Say how many bits, at least, everything still to be read carries (see the class)."""
+        if 8 * self._bytes + _STATE_BITS < min_bits:
+            raise FormatError(f"latent stream of {self._bytes} bytes is too short for the image the header "
+                              f"claims (it needs at least {int(min_bits - _STATE_BITS) // 8} bytes); "
+                              "the file is corrupt")
         self._min_bits_left = min_bits
 
     def decode(self, rows: np.ndarray, tables: CdfTables) -> np.ndarray:

@@ -39,8 +39,9 @@ class TensorCoder:
         """A coder reading ``data``; ``expected`` lists (entropy model, symbol count) of
         everything that will be read, which bounds from below how long ``data`` must be
         (:class:`tcodec.coding.entropy.LatentDecoder`)."""
-        min_bits = sum(count * cdf_tables(model).min_symbol_bits for model, count in expected)
-        return cls(LatentDecoder(data, min_bits))
+        coder = cls(LatentDecoder(data))
+        coder.stream.expect(sum(count * coder._tables_of(model).min_symbol_bits for model, count in expected))
+        return coder
 
     def to_bytes(self) -> bytes:
         return self.stream.to_bytes()

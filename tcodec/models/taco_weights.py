@@ -15,9 +15,9 @@ import torch
 
 from tcodec.errors import ModelError, one_line
 from tcodec.models.taco import TacoConfig, TacoModel
+from tcodec.weights import CONFIG_FILE, model_hash, write_model_files
 
 ARCHITECTURE = "taco"
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -64,8 +64,6 @@ def save_model(model: TacoModel, folder: Path, text_encoder: str, *, fit_quantil
     integer layers are left out: loading derives them from the frozen integers.
     """
     from safetensors.torch import save
-
-    from tcodec.weights import model_hash, write_model_files
 
     if fit_quantiles:
         model.update(force=True, update_quantiles=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tcodec.cli.batch import IMAGE_SUFFIXES
+from tcodec.images import IMAGE_SUFFIXES
 from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from tcodec.cli.batch import IMAGE_SUFFIXES, FileResult, Job, Summary, plan, run
+from tcodec.cli.batch import FileResult, Job, Summary, plan, run
+from tcodec.images import IMAGE_SUFFIXES
 from tcodec.errors import InputError
 
 

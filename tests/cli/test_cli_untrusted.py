@@ -201,3 +201,12 @@ def test_caption_files_are_read_within_limits(tmp_path, card_png):
     assert_error(run_cli("encode", card_png, "--sidecar-captions"), 2, "card.txt: larger than the input limit")
     huge.write_bytes(b"\xff\xfe")
     assert_error(run_cli("encode", card_png, "--sidecar-captions"), 2, "card.txt: cannot read captions")
+
+
+def test_a_format_that_cannot_hold_the_image_is_one_line(tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.new("L", (16400, 2)).save(wide)
+    tcz = tmp_path / "wide.tcz"
+    assert run_cli("encode", wide, "-o", tcz).returncode == 0
+    assert_error(run_cli("decode", tcz, "-o", tmp_path / "wide.webp"), 7, "cannot write a 16400x2 image as webp")
+    assert not (tmp_path / "wide.webp").exists()

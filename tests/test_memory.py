@@ -1,4 +1,4 @@
-"""tcodec.cli.memory: the allocator setting the CLI makes, and handing memory back."""
+"""tcodec.memory: the allocator setting the CLI makes, and handing memory back."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import tcodec.cli
-from tcodec.cli import memory
+from tcodec import memory
 
 pytestmark = pytest.mark.skipif(memory._GLIBC is None, reason="not glibc")
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(memory._GLIBC is None, reason="not glibc")
 # the second time (calloc zero-fills what it reuses, so every page is touched each time).
 REUSE = """
 import resource, sys
-from tcodec.cli.memory import keep_freed_memory
+from tcodec.memory import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 faults = []

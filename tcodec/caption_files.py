@@ -45,7 +45,7 @@ class CaptionSource:
 
 def read_jsonl(path: Path) -> dict[str, str]:
     """Read a captions file into {file: caption}. Raises InputError on any bad line."""
-    lines = _text(read_input(path, DEFAULT_LIMITS.max_input_bytes), path).splitlines()
+    lines = _text(read_input(path, DEFAULT_LIMITS.max_input_bytes, raised_by=None), path).splitlines()
     captions: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -55,7 +55,7 @@ def read_jsonl(path: Path) -> dict[str, str]:
             caption = entry["caption"] if "caption" in entry else entry["captions"][0]
             if not isinstance(entry["file"], str) or not isinstance(caption, str):
                 raise TypeError("file and caption must be strings")
-        except (ValueError, KeyError, IndexError, TypeError) as error:
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as error:
             raise InputError(f"{path}:{number}: not a caption entry ({error})") from None
         captions[entry["file"]] = caption
     return captions
