@@ -164,12 +164,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = Fals
             raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
         if named_by_user:
             path = Path(os.path.realpath(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.tcodec-{_HOST}-{os.getpid()}-",
-                                    suffix=".tmp")
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    fd, temp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -199,12 +194,7 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
         OutputError: the folder cannot be written.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.tcodec-{_HOST}-{os.getpid()}-",
-                                    suffix=".tmp")
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    fd, temp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as file:
             yield file
@@ -218,6 +208,17 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder (made if needed), named for
+    :func:`remove_stale_temps`: ``.NAME.tcodec-HOST-PID-XXXXXXXX.tmp``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.tcodec-{_HOST}-{os.getpid()}-",
+                                suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def _existing_kind(path: Path, follow_links: bool) -> str | None:
