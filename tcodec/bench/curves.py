@@ -38,6 +38,7 @@ class Point:
     encoding_time: float
     decoding_time: float
     peak_memory_mib: float | None  # the largest over the images
+    others: tuple[tuple[str, float], ...] = ()  # every other metric's mean, by key (e.g. st-lpips-alex)
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,11 @@ def _point(codec: str, quality: float, group: list[dict[str, Any]]) -> Point:
 
     memory = [r["peak_memory_mib"] for r in group if r.get("peak_memory_mib") is not None]
     ms_ssim, ms_ssim_images = mean_of("ms-ssim-rgb")
+    other_keys = sorted({key for r in group for key in r["metrics"]} - {"psnr-rgb", "ms-ssim-rgb"})
     return Point(codec, quality, len(group), fmean(r["bpp"] for r in group), mean_of("psnr-rgb")[0],
                  ms_ssim, ms_ssim_images, fmean(r["encoding_time"] for r in group),
-                 fmean(r["decoding_time"] for r in group), max(memory) if memory else None)
+                 fmean(r["decoding_time"] for r in group), max(memory) if memory else None,
+                 tuple((key, mean_of(key)[0]) for key in other_keys))
 
 
 def compressai_results(name: str, description: str, points: list[Point]) -> dict[str, Any]:
@@ -82,6 +85,8 @@ def compressai_results(name: str, description: str, points: list[Point]) -> dict
         "bpp": [p.bpp for p in points],
         "psnr-rgb": [_finite(p.psnr) for p in points],
         "ms-ssim-rgb": [_finite(p.ms_ssim) for p in points],
+        **{key: [_finite(dict(p.others).get(key)) for p in points]
+           for key in sorted({key for p in points for key, _ in p.others})},
         "encoding_time": [p.encoding_time for p in points],
         "decoding_time": [p.decoding_time for p in points],
         "peak_memory_mib": [p.peak_memory_mib for p in points],

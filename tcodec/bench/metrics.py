@@ -7,7 +7,10 @@ its weights in ``models.lock`` and giving it a ``compute`` function.
 
 PSNR and MS-SSIM follow CompressAI's evaluation, so numbers compare with published
 ones: RGB, 8 bits, data range 255; MS-SSIM by ``pytorch_msssim.ms_ssim`` on float
-tensors in 0..255 (5 scales, 11-pixel Gaussian window). Grayscale images are compared
+tensors in 0..255 (5 scales, 11-pixel Gaussian window). ST-LPIPS (alex) is the
+shift-tolerant LPIPS of Ghildyal and Liu (ECCV 2022) with the AlexNet weights its wheel
+``stlpips-pytorch`` ships: not the original LPIPS, whose numbers differ (the original
+needs torchvision's ImageNet AlexNet, listed as ``lpips``). Grayscale images are compared
 as RGB. Each is computed per image; a bench averages over images.
 """
 
@@ -17,6 +20,7 @@ import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-pixel window: each side must exceed (11 - 1) * 2**4
@@ -68,12 +72,62 @@ def ms_ssim_rgb(reference, decoded) -> float:
         torch.set_num_threads(threads)
 
 
+def st_lpips_alex(reference, decoded) -> float:
+    """ST-LPIPS with the AlexNet trunk, images scaled to [-1, 1]; lower is better, 0 for
+    identical images."""
+    import torch
+
+    network = _st_lpips_network()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as for MS-SSIM: a job keeps to one core
+    try:
+        with torch.no_grad():
+            return float(network(_unit_tensor(reference), _unit_tensor(decoded), normalize=True).mean())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _unit_tensor(pixels):
+    import torch
+
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+@cache
+def _st_lpips_network():
+    """The network once per process, its weights from the installed wheel (a trusted
+    file of a pinned package, read by torch.load with weights_only=True)."""
+    from stlpips_pytorch import stlpips
+
+    return stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False).eval()
+
+
+def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
+    """For each metric, the installed version of every distribution it imports."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    owners = packages_distributions()
+    found = {}
+    for metric in metrics:
+        versions = {}
+        for module in metric.modules:
+            for distribution in owners.get(module, [module]):
+                try:
+                    versions[distribution] = version(distribution)
+                except PackageNotFoundError:
+                    continue
+        found[metric.key] = versions
+    return found
+
+
 METRICS: dict[str, Metric] = {
     metric.key: metric
     for metric in (
         Metric("psnr-rgb", "PSNR-RGB (dB)", True, modules=("numpy",), compute=psnr_rgb),
         Metric("ms-ssim-rgb", "MS-SSIM-RGB", True, modules=("torch", "pytorch_msssim"),
                install="pip install 'tcodec[bench]'", compute=ms_ssim_rgb),
+        Metric("st-lpips-alex", "ST-LPIPS (alex)", False, modules=("torch", "stlpips_pytorch", "IPython", "torchsummary"),
+               install="pip install 'tcodec[bench]'", compute=st_lpips_alex),
         Metric("lpips", "LPIPS (AlexNet)", False, weights=("lpips-alex",)),
         Metric("fid", "FID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
         Metric("kid", "KID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),

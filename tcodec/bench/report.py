@@ -18,6 +18,7 @@ from typing import Any
 from tcodec.bench.bdrate import METHODS
 from tcodec.bench.curves import BdRow, Point, compressai_results
 from tcodec.bench.measure import __doc__ as MEASURE_NOTES
+from tcodec.bench.metrics import metric_versions, split_metrics
 from tcodec.bench.qualities import format_quality
 from tcodec.bench.runner import BenchRun
 from tcodec.fileio import write_atomic
@@ -28,7 +29,7 @@ SUMMARY_COLUMNS = ("codec", "quality", "images", "bpp", "PSNR-RGB (dB)", "MS-SSI
                    "peak mem (MiB)")
 BD_COLUMNS = ("curve", "BD-rate PSNR (%)", "BD-PSNR (dB)", "BD-rate MS-SSIM (%)")
 CSV_COLUMNS = ("image", "width", "height", "codec", "quality", "size_bytes", "bpp", "psnr-rgb", "ms-ssim-rgb",
-               "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")
+               "st-lpips-alex", "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -109,6 +110,7 @@ def per_image_csv(records: list[dict[str, Any]]) -> str:
         writer.writerow([
             r["image"], r["width"], r["height"], r["codec"], format_quality(r["quality"]), r["size_bytes"],
             f"{r['bpp']:.6f}", _csv_number(metrics.get("psnr-rgb"), 4), _csv_number(metrics.get("ms-ssim-rgb"), 6),
+            _csv_number(metrics.get("st-lpips-alex"), 6),
             f"{r['encoding_time']:.5f}", f"{r['decoding_time']:.5f}", _csv_number(r.get("peak_memory_mib"), 1),
             r.get("model_hash") or "", notes,
         ])
@@ -133,6 +135,7 @@ def run_metadata(run: BenchRun, reference: str, method: str, max_bpp: float | No
                    for name, codec in run.codecs.items()},
         "averaging": AVERAGING,
         "metrics_not_measured": run.unavailable_metrics,
+        "metric_versions": metric_versions(split_metrics(list(config.metrics) if config.metrics else None)[0]),
         "timing_and_memory": " ".join(MEASURE_NOTES.split()),
         "jobs": config.jobs,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from tcodec.bench import metrics as metrics_module
 from tcodec.bench.metrics import METRICS, MetricUnavailable, measure_image, ms_ssim_rgb, psnr_rgb, split_metrics
 
 
@@ -67,3 +68,39 @@ def test_ms_ssim_is_pytorch_msssim_on_0_255_floats():
                                       torch.tensor(decoded).permute(2, 0, 1)[None].float(), data_range=255)
     assert ms_ssim_rgb(reference, decoded) == pytest.approx(float(expected), abs=1e-6)
     assert ms_ssim_rgb(reference, reference) == pytest.approx(1.0, abs=1e-6)
+
+
+def _natural_photo():
+    """A natural image that ships with tcodec (the demo's CC0 photo): tests need no data folder."""
+    import io
+
+    from PIL import Image
+
+    from tcodec.cli.demo import photo_bytes
+
+    return Image.open(io.BytesIO(photo_bytes())).convert("RGB")
+
+
+def _jpeg_round_trip(image, quality):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
+
+
+def test_st_lpips_is_zero_for_identical_images_and_worsens_from_jpeg_q90_to_q10():
+    import numpy as np
+
+    pytest.importorskip("stlpips_pytorch")
+    from tcodec.bench.metrics import METRICS
+
+    metric = METRICS["st-lpips-alex"]
+    assert metrics_module.unavailable_reason(metric) is None and not metric.higher_is_better
+    photo = _natural_photo()
+    reference = np.asarray(photo)
+    assert metric.compute(reference, reference) == pytest.approx(0, abs=1e-7)
+    scores = [metric.compute(reference, np.asarray(_jpeg_round_trip(photo, q))) for q in (90, 50, 10)]
+    assert 0 < scores[0] < scores[1] < scores[2]
