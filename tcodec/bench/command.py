@@ -125,20 +125,24 @@ def run_bench(config, reference: str | None, anchors: Path | None, method: str, 
 
 def _report(run, anchor_curves, reference: str, method: str, max_bpp: float | None, plots: bool) -> None:
     from tcodec.bench import report
-    from tcodec.bench.curves import against_same_name, bd_table, curve_from_points, find_curve, summarize
+    from tcodec.bench.curves import (against_same_name, bd_table, curve_from_points, find_curve,
+                                     other_metric_keys, summarize)
 
     summary = summarize(run.records, list(run.codecs))
+    others = other_metric_keys(summary)  # ST-LPIPS and the like: columns, BD-rates and plots for each
     measured = [curve_from_points(name, points) for name, points in summary.items() if points]
     curves = measured + anchor_curves
     # with nothing measured (every task failed) there is nothing to compare
-    bd_rows = report.bd_rows(bd_table(curves, find_curve(curves, reference), method, max_bpp)) if measured else []
-    same_codec = report.bd_rows(against_same_name(curves, method, max_bpp))
+    bd_rows = (report.bd_rows(bd_table(curves, find_curve(curves, reference), method, max_bpp), others)
+               if measured else [])
+    same_codec = report.bd_rows(against_same_name(curves, method, max_bpp), others)
     caption = report.bd_caption(reference, method, max_bpp)
     metadata = report.run_metadata(run, reference, method, max_bpp)
-    report.write_outputs(run.config.output, run, summary, metadata, report.bd_markdown(caption, bd_rows, same_codec))
+    report.write_outputs(run.config.output, run, summary, metadata,
+                         report.bd_markdown(caption, bd_rows, same_codec, others))
     if plots:
         _plot(curves, run.config.output, f"{len(run.images)} images from {run.config.dataset.name}")
-    report.print_tables(report.summary_rows(summary), bd_rows, caption, same_codec)
+    report.print_tables(report.summary_rows(summary, others), bd_rows, caption, same_codec, others)
     for key, reason in run.unavailable_metrics.items():
         print(f"not measured: {key}: {reason}")
 

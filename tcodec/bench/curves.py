@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 from tcodec.bench.bdrate import BjontegaardError, Curve, bd_quality, bd_rate
+from tcodec.bench.metrics import METRICS
 from tcodec.errors import InputError
 
 # keys in CompressAI's results JSON; older files say "psnr" and "ms-ssim"
@@ -51,6 +52,7 @@ class RDCurve:
     ms_ssim: tuple[float | None, ...]
     anchor: bool = False
     name: str = ""  # an anchor's own name, e.g. "JPEG"
+    others: dict[str, tuple[float | None, ...]] = field(default_factory=dict, compare=False)  # by metric key
 
 
 def summarize(records: list[dict[str, Any]], codecs: list[str]) -> dict[str, list[Point]]:
@@ -100,8 +102,15 @@ def _finite(value: float | None) -> float | None:
 
 
 def curve_from_points(label: str, points: list[Point]) -> RDCurve:
+    others = {key: tuple(dict(p.others).get(key) for p in points) for key in other_metric_keys({label: points})}
     return RDCurve(label, tuple(p.bpp for p in points), tuple(p.psnr for p in points),
-                   tuple(p.ms_ssim for p in points))
+                   tuple(p.ms_ssim for p in points), others=others)
+
+
+def other_metric_keys(summary: dict[str, list[Point]]) -> tuple[str, ...]:
+    """The metrics besides PSNR and MS-SSIM that some point has, in the registry's order."""
+    present = {key for points in summary.values() for p in points for key, _ in p.others}
+    return tuple(key for key in METRICS if key in present)
 
 
 def load_anchors(folder: Path) -> list[RDCurve]:
@@ -129,10 +138,11 @@ def _read_anchor(file: Path) -> RDCurve:
             in_db = _first_present(results, (MS_SSIM_DB_KEY,), len(bpp))
             ms_ssim = tuple(None if v is None else 1 - 10 ** (-v / 10) for v in in_db)
         name = str(data.get("name") or "")
+        others = {key: _first_present(results, (key,), len(bpp)) for key in _OTHER_KEYS if key in results}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{file}: not a CompressAI results file ({error})") from None
     # the file name tells apart anchors of one name (CompressAI's two bmshj2018-hyperprior)
-    return RDCurve(f"{file.parent.name}/{file.stem}", bpp, psnr, ms_ssim, anchor=True, name=name)
+    return RDCurve(f"{file.parent.name}/{file.stem}", bpp, psnr, ms_ssim, anchor=True, name=name, others=others)
 
 
 def _first_present(results: dict[str, Any], keys: tuple[str, ...], length: int) -> tuple[float | None, ...]:
@@ -143,6 +153,9 @@ def _first_present(results: dict[str, Any], keys: tuple[str, ...], length: int) 
                 raise ValueError(f"{key} has {len(values)} values for {length} rates")
             return values
     return (None,) * length
+
+
+_OTHER_KEYS = tuple(key for key in METRICS if key not in ("psnr-rgb", "ms-ssim-rgb"))  # registry order
 
 
 def ms_ssim_db(value: float | None) -> float | None:
@@ -158,6 +171,7 @@ class BdRow:
     bd_rate_psnr: float | str  # % or the reason it is not defined
     bd_psnr: float | str  # dB
     bd_rate_ms_ssim: float | str  # % at equal MS-SSIM (in dB)
+    others: tuple[tuple[str, float | str], ...] = ()  # BD-rate (%) at equal value of each other metric
 
 
 def bd_table(curves: list[RDCurve], reference: RDCurve, method: str, max_bpp: float | None) -> list[BdRow]:
@@ -180,8 +194,29 @@ def bd_table(curves: list[RDCurve], reference: RDCurve, method: str, max_bpp: fl
         except BjontegaardError as error:
             return str(error)
 
+    def other(key: str):
+        """A quality axis for BD-rate: the metric itself, or its negative where lower is better."""
+        sign = 1 if METRICS[key].higher_is_better else -1
+
+        def points_of(curve: RDCurve) -> Curve | None:
+            values = curve.others.get(key)
+            return None if values is None else _bd_curve(curve.bpp, [None if v is None else sign * v for v in values],
+                                                         max_bpp)
+        return points_of
+
+    def other_delta(curve: RDCurve, key: str) -> float | str:
+        points_of = other(key)
+        ours, theirs = points_of(reference), points_of(curve)
+        if ours is None or theirs is None:
+            return f"{'the reference has' if ours is None else 'it has'} no {key} values"
+        try:
+            return bd_rate(ours, theirs, method)
+        except BjontegaardError as error:
+            return str(error)
+
+    keys = [key for key in _OTHER_KEYS if any(key in curve.others for curve in curves)]
     return [BdRow(curve.label, delta(bd_rate, curve, psnr), delta(bd_quality, curve, psnr),
-                  delta(bd_rate, curve, ms_ssim))
+                  delta(bd_rate, curve, ms_ssim), tuple((key, other_delta(curve, key)) for key in keys))
             for curve in curves if curve is not reference]
 
 

@@ -1,4 +1,5 @@
-"""Rate-distortion plots as PNG: PSNR and MS-SSIM (in dB) against bpp, the run's
+"""Rate-distortion plots as PNG: PSNR, MS-SSIM (in dB) and every other measured metric
+(``rd-<key>.png``, e.g. ``rd-st-lpips-alex.png``) against bpp, the run's
 curves solid with markers, anchors dashed (in the colour of the run's codec of the
 same name, so ``webp`` and ``compressai-kodak/webp`` pair up). matplotlib, Agg backend."""
 
@@ -8,13 +9,14 @@ import io
 from pathlib import Path
 
 from tcodec.bench.curves import RDCurve, ms_ssim_db
+from tcodec.bench.metrics import METRICS
 from tcodec.fileio import write_atomic
 
 PALETTE_COLOURS = 64  # the PNGs are stored with a palette: a few tens of KB instead of ~150
 
 
 def plot_rd(curves: list[RDCurve], folder: Path, title: str) -> list[Path]:
-    """Write ``rd-psnr.png`` and ``rd-ms-ssim.png``; returns the paths written."""
+    """Write ``rd-psnr.png``, ``rd-ms-ssim.png`` and one per other metric; returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,9 +26,12 @@ def plot_rd(curves: list[RDCurve], folder: Path, title: str) -> list[Path]:
     max_bpp = 1.1 * max((max(c.bpp) for c in ours if c.bpp), default=2.0)
     colours = _colours(curves, plt.get_cmap("tab20").colors)
     written = []
+    others = [key for key in METRICS if any(key in c.others for c in curves)]
     for name, ylabel, values_of in (
         ("rd-psnr.png", "PSNR-RGB (dB)", lambda c: c.psnr),
         ("rd-ms-ssim.png", "MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)", lambda c: [ms_ssim_db(v) for v in c.ms_ssim]),
+        *((f"rd-{key}.png", f"{METRICS[key].title} ({'higher' if METRICS[key].higher_is_better else 'lower'} is better)",
+           lambda c, key=key: c.others.get(key, (None,) * len(c.bpp))) for key in others),
     ):
         figure, axes = plt.subplots(figsize=(9, 5), dpi=90)
         for curve in curves:

@@ -18,7 +18,7 @@ from typing import Any
 from tcodec.bench.bdrate import METHODS
 from tcodec.bench.curves import BdRow, Point, compressai_results
 from tcodec.bench.measure import __doc__ as MEASURE_NOTES
-from tcodec.bench.metrics import metric_versions, split_metrics
+from tcodec.bench.metrics import METRICS, metric_versions, split_metrics
 from tcodec.bench.qualities import format_quality
 from tcodec.bench.runner import BenchRun
 from tcodec.fileio import write_atomic
@@ -38,22 +38,34 @@ def _number(value: float | None, digits: int) -> str:
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
-def summary_rows(summary: dict[str, list[Point]]) -> list[tuple[str, ...]]:
+def summary_columns(others: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """SUMMARY_COLUMNS with a column for each other metric (``others``: keys) before the times."""
+    return SUMMARY_COLUMNS[:6] + tuple(METRICS[key].title for key in others) + SUMMARY_COLUMNS[6:]
+
+
+def bd_columns(others: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return BD_COLUMNS + tuple(f"BD-rate {METRICS[key].title} (%)" for key in others)
+
+
+def summary_rows(summary: dict[str, list[Point]], others: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     rows = []
     for points in summary.values():
         for p in points:
             ms_ssim = _number(p.ms_ssim, 4) + ("" if p.ms_ssim_images in (0, p.images) else f" ({p.ms_ssim_images})")
+            values = dict(p.others)
             rows.append((p.codec, format_quality(p.quality), str(p.images), _number(p.bpp, 3), _number(p.psnr, 2),
-                         ms_ssim, _number(1000 * p.encoding_time, 1), _number(1000 * p.decoding_time, 1),
+                         ms_ssim, *(_number(values.get(key), 4) for key in others),
+                         _number(1000 * p.encoding_time, 1), _number(1000 * p.decoding_time, 1),
                          _number(p.peak_memory_mib, 1)))
     return rows
 
 
-def bd_rows(rows: list[BdRow]) -> list[tuple[str, ...]]:
+def bd_rows(rows: list[BdRow], others: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     def shown(value: float | str, digits: int) -> str:
         return f"{value:+.{digits}f}" if isinstance(value, float) else f"n/a ({value})"
 
-    return [(r.label, shown(r.bd_rate_psnr, 1), shown(r.bd_psnr, 2), shown(r.bd_rate_ms_ssim, 1)) for r in rows]
+    return [(r.label, shown(r.bd_rate_psnr, 1), shown(r.bd_psnr, 2), shown(r.bd_rate_ms_ssim, 1),
+             *(shown(dict(r.others).get(key, "not measured"), 1) for key in others)) for r in rows]
 
 
 def bd_caption(reference: str, method: str, max_bpp: float | None) -> str:
@@ -61,28 +73,30 @@ def bd_caption(reference: str, method: str, max_bpp: float | None) -> str:
            "cubic": "cubic polynomial fit of log-rate (VCEG-M33)"}[method]
     limit = f"points up to {max_bpp:g} bpp" if max_bpp else "all points"
     return (f"Bjontegaard deltas against {reference} ({fit}; {limit}; over the interval where both curves "
-            "are defined). Negative BD-rate: fewer bits for the same quality. MS-SSIM in dB: -10 log10(1 - MS-SSIM).")
+            "are defined). Negative BD-rate: fewer bits for the same quality. MS-SSIM in dB: -10 log10(1 - MS-SSIM); "
+            "a metric where lower is better (ST-LPIPS) is compared at equal value, as the negative of it.")
 
 
-def bd_markdown(caption: str, rows: list[tuple[str, ...]], same_codec: list[tuple[str, ...]]) -> str:
-    text = f"# BD-rates\n\n{caption}\n\n" + markdown_table(BD_COLUMNS, rows)
+def bd_markdown(caption: str, rows: list[tuple[str, ...]], same_codec: list[tuple[str, ...]],
+                others: tuple[str, ...] = ()) -> str:
+    text = f"# BD-rates\n\n{caption}\n\n" + markdown_table(bd_columns(others), rows)
     if same_codec:
         text += ("\n## Against the published curve of the same codec\n\nEach curve of this run against "
                  "the anchor of the same file name, which is the reference here.\n\n"
-                 + markdown_table(BD_COLUMNS, same_codec))
+                 + markdown_table(bd_columns(others), same_codec))
     return text
 
 
 def print_tables(summary_table: list[tuple[str, ...]], bd_table: list[tuple[str, ...]], caption: str,
-                 same_codec: list[tuple[str, ...]] = ()) -> None:
+                 same_codec: list[tuple[str, ...]] = (), others: tuple[str, ...] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    for title, columns, rows in (("tcodec bench", SUMMARY_COLUMNS, summary_table),
-                                 ("BD-rate", BD_COLUMNS, bd_table),
-                                 ("Against the published curve of the same codec", BD_COLUMNS, same_codec)):
+    for title, columns, rows in (("tcodec bench", summary_columns(others), summary_table),
+                                 ("BD-rate", bd_columns(others), bd_table),
+                                 ("Against the published curve of the same codec", bd_columns(others), same_codec)):
         if not rows:
             continue
         table = Table(title=title, caption=Text(caption) if title == "BD-rate" else None)
@@ -185,5 +199,5 @@ def summary_markdown(run: BenchRun, summary: dict[str, list[Point]], metadata: d
         lines += [f"- {key}: {reason}" for key, reason in run.unavailable_metrics.items()]
         lines.append("")
     lines += ["## Timing and memory", "", metadata["timing_and_memory"], "",
-              "BD-rates: see bd-rate.md; plots: rd-psnr.png, rd-ms-ssim.png.", ""]
+              "BD-rates: see bd-rate.md; plots: rd-psnr.png, rd-ms-ssim.png and rd-<metric>.png for the others.", ""]
     return "\n".join(lines)

@@ -97,3 +97,17 @@ def test_the_cubic_fit_needs_four_points():
     curve = Curve([0.1, 0.2, 0.4], [20, 22, 25])
     with pytest.raises(BjontegaardError, match="4 points"):
         bd_rate(curve, curve, "cubic")
+
+
+def test_a_metric_where_lower_is_better_gets_the_bd_rate_of_equal_value():
+    """The test curve reaches each ST-LPIPS of the reference at half its rate: -50%, not +100%
+    (which a higher-is-better reading of the numbers would give)."""
+    from tcodec.bench.curves import RDCurve, bd_table
+
+    rates = (0.1, 0.2, 0.4, 0.8, 1.6)
+    scores = (0.30, 0.20, 0.12, 0.06, 0.02)  # falls with rate: lower is better
+    reference = RDCurve("ref", rates, (None,) * 5, (None,) * 5, others={"st-lpips-alex": scores})
+    test = RDCurve("test", tuple(r / 2 for r in rates), (None,) * 5, (None,) * 5, others={"st-lpips-alex": scores})
+    (row,) = bd_table([reference, test], reference, "pchip", None)
+    assert dict(row.others)["st-lpips-alex"] == pytest.approx(-50.0)
+    assert isinstance(row.bd_rate_psnr, str)  # no PSNR values: said, not made up

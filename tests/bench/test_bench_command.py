@@ -160,7 +160,7 @@ def test_anchors_are_compared_and_plotted(first_run, dataset, tmp_path):
     bd = (output / "bd-rate.md").read_text()
     assert "against Slow" in bd and "| published/webp |" in bd and "| jpeg |" in bd
     assert "| webp vs published/webp |" in bd  # each codec against the anchor of its name
-    for name in ("rd-psnr.png", "rd-ms-ssim.png"):
+    for name in ("rd-psnr.png", "rd-ms-ssim.png", "rd-st-lpips-alex.png"):
         with Image.open(output / name) as plot:
             assert plot.format == "PNG" and plot.width > 300
 
