@@ -10,8 +10,9 @@ ones: RGB, 8 bits, data range 255; MS-SSIM by ``pytorch_msssim.ms_ssim`` on floa
 tensors in 0..255 (5 scales, 11-pixel Gaussian window). ST-LPIPS (alex) is the
 shift-tolerant LPIPS of Ghildyal and Liu (ECCV 2022) with the AlexNet weights its wheel
 ``stlpips-pytorch`` ships: not the original LPIPS, whose numbers differ (the original
-needs torchvision's ImageNet AlexNet, listed as ``lpips``). Grayscale images are compared
-as RGB. Each is computed per image; a bench averages over images.
+needs torchvision's ImageNet AlexNet, listed as ``lpips``). SSIMULACRA 2 is tcodec's own
+implementation of version 2.1 (:mod:`tcodec.bench.ssimulacra2`). Grayscale images are
+compared as RGB. Each is computed per image; a bench averages over images.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ def _st_lpips_network():
     return stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False).eval()
 
 
+def ssimulacra2(reference, decoded) -> float:
+    """SSIMULACRA 2.1 (:mod:`tcodec.bench.ssimulacra2`, checked against the C++ reference)."""
+    from tcodec.bench.ssimulacra2 import ssimulacra2 as score
+
+    return score(reference, decoded)
+
+
 def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
     """For each metric, the installed version of every distribution it imports."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
@@ -128,6 +136,8 @@ METRICS: dict[str, Metric] = {
                install="pip install 'tcodec[bench]'", compute=ms_ssim_rgb),
         Metric("st-lpips-alex", "ST-LPIPS (alex)", False, modules=("torch", "stlpips_pytorch", "IPython", "torchsummary"),
                install="pip install 'tcodec[bench]'", compute=st_lpips_alex),
+        Metric("ssimulacra2", "SSIMULACRA 2", True, modules=("numpy", "scipy"), install="pip install scipy",
+               compute=ssimulacra2),
         Metric("lpips", "LPIPS (AlexNet)", False, weights=("lpips-alex",)),
         Metric("fid", "FID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
         Metric("kid", "KID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),

@@ -29,7 +29,7 @@ SUMMARY_COLUMNS = ("codec", "quality", "images", "bpp", "PSNR-RGB (dB)", "MS-SSI
                    "peak mem (MiB)")
 BD_COLUMNS = ("curve", "BD-rate PSNR (%)", "BD-PSNR (dB)", "BD-rate MS-SSIM (%)")
 CSV_COLUMNS = ("image", "width", "height", "codec", "quality", "size_bytes", "bpp", "psnr-rgb", "ms-ssim-rgb",
-               "st-lpips-alex", "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")
+               "st-lpips-alex", "ssimulacra2", "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -124,7 +124,7 @@ def per_image_csv(records: list[dict[str, Any]]) -> str:
         writer.writerow([
             r["image"], r["width"], r["height"], r["codec"], format_quality(r["quality"]), r["size_bytes"],
             f"{r['bpp']:.6f}", _csv_number(metrics.get("psnr-rgb"), 4), _csv_number(metrics.get("ms-ssim-rgb"), 6),
-            _csv_number(metrics.get("st-lpips-alex"), 6),
+            _csv_number(metrics.get("st-lpips-alex"), 6), _csv_number(metrics.get("ssimulacra2"), 4),
             f"{r['encoding_time']:.5f}", f"{r['decoding_time']:.5f}", _csv_number(r.get("peak_memory_mib"), 1),
             r.get("model_hash") or "", notes,
         ])
