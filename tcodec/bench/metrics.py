@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +43,7 @@ class Metric:
     modules: tuple[str, ...] = ()  # Python modules it imports
     install: str = ""  # how to get those modules
     weights: tuple[str, ...] = ()  # model weights it needs, by models.lock name
+    programs: tuple[str, ...] = ()  # executables it runs, found on PATH
     compute: Callable | None = None  # (reference, decoded) uint8 HxWx3 arrays -> float
 
 
@@ -110,6 +114,33 @@ def ssimulacra2(reference, decoded) -> float:
     return score(reference, decoded)
 
 
+def flip_ldr(reference, decoded) -> float:
+    """Mean FLIP error (NVIDIA's ꟻLIP, ``flip-evaluator``), LDR, sRGB inputs, default viewing
+    conditions (67 pixels per degree); 0 for identical images, lower is better."""
+    import flip_evaluator
+
+    def unit(pixels):
+        return pixels.astype("float32") / 255
+
+    return float(flip_evaluator.evaluate(unit(reference), unit(decoded), "LDR", applyMagma=False)[1])
+
+
+def butteraugli_3norm(reference, decoded) -> float:
+    """Butteraugli's 3-norm from libjxl's ``butteraugli_main`` (Debian ``libjxl-devtools``),
+    on PNG copies of both images, read as sRGB; 0 for identical images, lower is better."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [f"{folder}/reference.png", f"{folder}/decoded.png"]
+        for pixels, path in zip((reference, decoded), paths):
+            Image.fromarray(pixels).save(path)
+        result = subprocess.run(["butteraugli_main", *paths], capture_output=True, text=True, timeout=600)
+    for line in result.stdout.splitlines():
+        if line.startswith("3-norm:"):
+            return float(line.split(":", 1)[1])
+    raise MetricUnavailable(f"butteraugli_main printed no 3-norm (exit {result.returncode})")
+
+
 def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
     """For each metric, the installed version of every distribution it imports."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
@@ -124,8 +155,25 @@ def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
                     versions[distribution] = version(distribution)
                 except PackageNotFoundError:
                     continue
+        for program in metric.programs:
+            versions[program] = _program_version(program)
         found[metric.key] = versions
     return found
+
+
+def _program_version(program: str) -> str:
+    """The version of the Debian package that installed ``program``, else "unknown"."""
+    path = shutil.which(program)
+    if path is None:
+        return "not installed"
+    try:
+        owner = subprocess.run(["dpkg-query", "-S", path], capture_output=True, text=True, timeout=30)
+        package = owner.stdout.split(":", 1)[0].strip()
+        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
+                                 timeout=30)
+        return f"{package} {version.stdout.strip()}" if package and version.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 METRICS: dict[str, Metric] = {
@@ -138,6 +186,10 @@ METRICS: dict[str, Metric] = {
                install="pip install 'tcodec[bench]'", compute=st_lpips_alex),
         Metric("ssimulacra2", "SSIMULACRA 2", True, modules=("numpy", "scipy"), install="pip install scipy",
                compute=ssimulacra2),
+        Metric("flip", "FLIP (LDR)", False, modules=("flip_evaluator",), install="pip install 'tcodec[bench]'",
+               compute=flip_ldr),
+        Metric("butteraugli", "Butteraugli (3-norm)", False, programs=("butteraugli_main",),
+               install="apt install libjxl-devtools", compute=butteraugli_3norm),
         Metric("lpips", "LPIPS (AlexNet)", False, weights=("lpips-alex",)),
         Metric("fid", "FID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
         Metric("kid", "KID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
@@ -157,6 +209,9 @@ def unavailable_reason(metric: Metric) -> str | None:
     missing_modules = [name for name in metric.modules if importlib.util.find_spec(name) is None]
     if missing_modules:
         return f"needs {', '.join(missing_modules)}: {metric.install or 'pip install ' + missing_modules[0]}"
+    missing_programs = [name for name in metric.programs if shutil.which(name) is None]
+    if missing_programs:
+        return f"needs the program {', '.join(missing_programs)}: {metric.install}"
     return None
 
 

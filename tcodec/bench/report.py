@@ -29,7 +29,7 @@ SUMMARY_COLUMNS = ("codec", "quality", "images", "bpp", "PSNR-RGB (dB)", "MS-SSI
                    "peak mem (MiB)")
 BD_COLUMNS = ("curve", "BD-rate PSNR (%)", "BD-PSNR (dB)", "BD-rate MS-SSIM (%)")
 CSV_COLUMNS = ("image", "width", "height", "codec", "quality", "size_bytes", "bpp", "psnr-rgb", "ms-ssim-rgb",
-               "st-lpips-alex", "ssimulacra2", "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")
+               "encoding_time_s", "decoding_time_s", "peak_memory_mib", "model_hash", "notes")  # + other metrics
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -115,16 +115,20 @@ def markdown_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str
 
 
 def per_image_csv(records: list[dict[str, Any]]) -> str:
+    """One row per image, codec and quality; a column for PSNR, MS-SSIM and every other
+    metric some record has (after MS-SSIM, in the registry's order)."""
+    others = [key for key in METRICS if key not in ("psnr-rgb", "ms-ssim-rgb")
+              and any(key in r["metrics"] for r in records)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS[:9] + tuple(others) + CSV_COLUMNS[9:])
     for r in records:
         metrics = r["metrics"]
         notes = "; ".join(f"{key}: {reason}" for key, reason in sorted(r["unavailable"].items()))
         writer.writerow([
             r["image"], r["width"], r["height"], r["codec"], format_quality(r["quality"]), r["size_bytes"],
             f"{r['bpp']:.6f}", _csv_number(metrics.get("psnr-rgb"), 4), _csv_number(metrics.get("ms-ssim-rgb"), 6),
-            _csv_number(metrics.get("st-lpips-alex"), 6), _csv_number(metrics.get("ssimulacra2"), 4),
+            *(_csv_number(metrics.get(key), 6) for key in others),
             f"{r['encoding_time']:.5f}", f"{r['decoding_time']:.5f}", _csv_number(r.get("peak_memory_mib"), 1),
             r.get("model_hash") or "", notes,
         ])
