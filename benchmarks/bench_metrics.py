@@ -4,7 +4,8 @@
     python benchmarks/bench_metrics.py [--image ../shared/data/kodak/kodim23.png]
 
 On kodim23 at JPEG q90/50/10, when tcodec adopted them: ST-LPIPS (alex) 0.0043 / 0.0199 /
-0.1348 (as ../shared/docs/DESIGN.md records), SSIMULACRA 2 85.09 / 64.33 / -15.81; a
+0.1348 (as ../shared/docs/DESIGN.md records), SSIMULACRA 2 85.09 / 64.33 / -15.81,
+ColorVideoVDP 9.96 / 9.79 / 8.46 JOD; a
 different result means a different package, weights, preprocessing or implementation.
 """
 

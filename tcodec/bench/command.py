@@ -28,7 +28,7 @@ def bench(
         help="JSON Lines captions ({\"file\": ..., \"caption\": ...}) for backends whose encoder or "
         "decoder uses them (taco, perco).")] = None,
     metrics: Annotated[Optional[str], typer.Option(
-        help="Comma-separated metrics (default all: psnr-rgb, ms-ssim-rgb, st-lpips-alex, ssimulacra2, flip, butteraugli, lpips, fid, kid, clip-score, cmmd); "
+        help="Comma-separated metrics (default all: psnr-rgb, ms-ssim-rgb, st-lpips-alex, ssimulacra2, cvvdp, flip, butteraugli, lpips, fid, kid, clip-score, cmmd); "
         "those that cannot run are reported with the reason.")] = None,
     reference: Annotated[Optional[str], typer.Option(
         help="Curve the BD-rates are against: a codec of the run or an anchor's name (default: jpeg, "

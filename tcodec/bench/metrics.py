@@ -125,6 +125,35 @@ def flip_ldr(reference, decoded) -> float:
     return float(flip_evaluator.evaluate(unit(reference), unit(decoded), "LDR", applyMagma=False)[1])
 
 
+def cvvdp_jod(reference, decoded) -> float:
+    """ColorVideoVDP (Mantiuk et al., SIGGRAPH 2024; ``cvvdp``) in JOD for an image on its
+    ``standard_4k`` display, the package's default: 10 for identical images, higher is better.
+    Its parameters ship in the wheel; the hub is kept offline so nothing is downloaded."""
+    import torch
+
+    network = _cvvdp()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            jod, _ = network.predict(decoded, reference, dim_order="HWC")
+        return float(jod)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@cache
+def _cvvdp():
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a download (its _ml variants would try)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPUs
+    import pycvvdp
+
+    return pycvvdp.cvvdp(display_name="standard_4k")
+
+
 def butteraugli_3norm(reference, decoded) -> float:
     """Butteraugli's 3-norm from libjxl's ``butteraugli_main`` (Debian ``libjxl-devtools``),
     on PNG copies of both images, read as sRGB; 0 for identical images, lower is better."""
@@ -186,6 +215,8 @@ METRICS: dict[str, Metric] = {
                install="pip install 'tcodec[bench]'", compute=st_lpips_alex),
         Metric("ssimulacra2", "SSIMULACRA 2", True, modules=("numpy", "scipy"), install="pip install scipy",
                compute=ssimulacra2),
+        Metric("cvvdp", "ColorVideoVDP (JOD)", True, modules=("torch", "pycvvdp"), install="pip install 'tcodec[bench]'",
+               compute=cvvdp_jod),
         Metric("flip", "FLIP (LDR)", False, modules=("flip_evaluator",), install="pip install 'tcodec[bench]'",
                compute=flip_ldr),
         Metric("butteraugli", "Butteraugli (3-norm)", False, programs=("butteraugli_main",),
