@@ -143,6 +143,9 @@ def _report(run, anchor_curves, reference: str, method: str, max_bpp: float | No
     if plots:
         _plot(curves, run.config.output, f"{len(run.images)} images from {run.config.dataset.name}")
     report.print_tables(report.summary_rows(summary, others), bd_rows, caption, same_codec, others)
+    cost = report.metric_cost(run.records)
+    if cost:
+        print(cost)
     for key, reason in run.unavailable_metrics.items():
         print(f"not measured: {key}: {reason}")
 

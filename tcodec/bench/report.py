@@ -107,6 +107,20 @@ def print_tables(summary_table: list[tuple[str, ...]], bd_table: list[tuple[str,
         console.print(table)
 
 
+def metric_cost(records: list[dict[str, Any]]) -> str:
+    """"metric cost per decoded image: psnr-rgb 0.002 s, ..." (means over the records measured
+    now or cached with their times), or "" when none has times."""
+    times: dict[str, list[float]] = {}
+    for record in records:
+        for key, seconds in record.get("metric_seconds", {}).items():
+            times.setdefault(key, []).append(seconds)
+    if not times:
+        return ""
+    parts = [f"{key} {sum(values) / len(values):.3f} s" for key, values in times.items()]
+    total = sum(sum(values) / len(values) for values in times.values())
+    return f"metric cost per decoded image (mean): {', '.join(parts)}; together {total:.2f} s"
+
+
 def markdown_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     alignment = ["---"] + ["---:"] * (len(columns) - 1)  # labels left, numbers right
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(alignment) + "|"]

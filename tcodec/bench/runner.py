@@ -244,15 +244,17 @@ def measure_task(image: BenchImage, codec_spec: tuple, quality: float, metric_ke
     result = measure(codec, reference, quality, file, image.caption)
     if not keep_file:
         file.unlink(missing_ok=True)
+    seconds: dict[str, float] = {}
     values, reasons = measure_image([METRICS[key] for key in metric_keys],
-                                    np.asarray(reference.convert("RGB")), np.asarray(result.decoded.convert("RGB")))
+                                    np.asarray(reference.convert("RGB")), np.asarray(result.decoded.convert("RGB")),
+                                    seconds)
     return {
         "image": image.name, "image_sha256": image.sha256, "width": image.width, "height": image.height,
         "codec": codec.name, "quality": quality, "size_bytes": result.size_bytes,
         "bpp": 8 * result.size_bytes / (image.width * image.height),
         "encoding_time": result.encoding_time, "decoding_time": result.decoding_time,
         "peak_memory_mib": result.peak_memory_mib, "peak_gpu_memory_mib": result.peak_gpu_memory_mib,
-        "model_hash": result.model_hash, "metrics": values, "unavailable": reasons,
+        "model_hash": result.model_hash, "metrics": values, "unavailable": reasons, "metric_seconds": seconds,
     }
 
 

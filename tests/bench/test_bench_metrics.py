@@ -119,3 +119,17 @@ def test_offline_perceptual_metrics_are_perfect_for_identical_images_and_worsen_
     scores = [metric.compute(reference, np.asarray(_jpeg_round_trip(photo, q))) for q in (90, 50, 10)]
     better = scores if metric.higher_is_better else [-s for s in scores]
     assert better[0] > better[1] > better[2]
+
+
+def test_each_metrics_time_is_recorded_and_reported(card):
+    from tcodec.bench.report import metric_cost
+
+    pixels = np.asarray(card)
+    seconds = {}
+    values, _ = measure_image([METRICS["psnr-rgb"]], pixels, pixels, seconds)
+    assert set(seconds) == {"psnr-rgb"} and seconds["psnr-rgb"] >= 0 and values["psnr-rgb"] == math.inf
+    records = [{"metric_seconds": {"psnr-rgb": 0.002, "ssimulacra2": 0.5}},
+               {"metric_seconds": {"psnr-rgb": 0.004, "ssimulacra2": 0.7}}, {}]  # a cached record without times
+    assert metric_cost(records) == ("metric cost per decoded image (mean): psnr-rgb 0.003 s, ssimulacra2 0.600 s; "
+                                    "together 0.60 s")
+    assert metric_cost([{}]) == ""
