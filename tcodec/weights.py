@@ -28,6 +28,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -75,8 +76,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tcodec"
 
 
+@cache
 def read_lock() -> dict[str, LockEntry]:
-    """Every model tcodec knows, by name."""
+    """Every model tcodec knows, by name: models.lock, parsed once per process (finding a
+    file's model asks for every entry's status; callers must not change what it returns)."""
     text = (resources.files("tcodec") / "models.lock").read_text(encoding="utf-8")
     entries = {}
     for raw in tomllib.loads(text).get("model", []):
