@@ -75,7 +75,7 @@ class JpegBackend(Backend):
 
 
 _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline and extended sequential, Huffman coded
-_KNOWN_SEGMENTS = {0xC4: "DHT", 0xDB: "DQT", 0xDD: "DRI"}
+_TABLE_SEGMENTS = frozenset({0xC4, 0xDB, 0xDD})  # DHT, DQT, DRI
 
 
 def check_jpeg(data: bytes, width: int, height: int, mode: str) -> None:
@@ -129,7 +129,7 @@ def check_jpeg(data: bytes, width: int, height: int, mode: str) -> None:
             pos, scanned = end, True
         elif marker == 0xE0 and body.startswith(b"JFIF\0") and frame is None:
             continue
-        elif marker not in _KNOWN_SEGMENTS or scanned:
+        elif marker not in _TABLE_SEGMENTS or scanned:
             raise FormatError(f"the JPEG stream has a 0xFF{marker:02X} segment where tcodec writes none")
 
 

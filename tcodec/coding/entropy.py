@@ -321,20 +321,20 @@ class LatentEncoder:
 class LatentDecoder:
     """Reads back, in the same order and with the same rows, what LatentEncoder wrote.
 
-    ``min_bits`` is a lower bound on the information in everything the caller will
+    :meth:`expect` takes a lower bound on the information in everything the caller will
     read (symbol counts times their tables' ``min_symbol_bits``). A stream shorter than
     that is refused at once, and one whose words run out while the symbols still to
     come must carry more than a decoder's state can hold is refused when that happens:
     decoding work stays proportional to the bytes that are really there.
     """
 
-    def __init__(self, data: bytes, min_bits: float = 0.0) -> None:
+    def __init__(self, data: bytes) -> None:
         if len(data) % _WORD_BYTES:
             raise FormatError("latent stream is not a whole number of 32-bit words; the file is corrupt")
         self._bytes = len(data)
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         self._decoder = constriction.stream.queue.RangeDecoder(words)
-        self.expect(min_bits)
+        self._min_bits_left = 0.0
 
     def expect(self, min_bits: float) -> None:
         """Say how many bits, at least, everything still to be read carries (see the class)."""
