@@ -100,6 +100,16 @@ def make_cases(folder: Path) -> list[tuple[str, list[str], dict]]:
     ]
 
 
+def min_symbol_bits() -> float:
+    import torch
+
+    from tcodec.backends.taco import DEFAULT_MODEL, _load
+    from tcodec.models.coding import cdf_tables
+
+    model = _load(DEFAULT_MODEL, torch.device("cpu")).model
+    return min(cdf_tables(m).min_symbol_bits for m in (model.entropy_bottleneck, model.gaussian_conditional))
+
+
 def run_case(folder: Path, args: list[str], options: dict) -> tuple[int, float, float, str, str]:
     """Runs under GNU time (``/usr/bin/time``, Debian's ``time`` package) for the child's own
     peak memory."""
@@ -126,6 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         cases = make_cases(folder)
+        print(f"fewest bits any symbol of the default taco model can cost (b_min, formats/tcz.md): {min_symbol_bits():.3g}")
         print(f"{'case':<34} {'rc':>4} {'time s':>7} {'peak MB':>8}  first error line (or what it printed)")
         for name, arguments, options in cases:
             if args.only and args.only not in name:
