@@ -41,6 +41,8 @@ PINS_FILE = "pins.json"  # sha256 of files imported or fetched where models.lock
 PINNED_MODEL_HASH = "model-version hash"  # in pins: the hash of a folder converted on import
 HASH_CACHE_FILE = ".model-hash.json"
 MAX_UNSIZED_FILE = 16 << 30  # a file models.lock gives no size for is refused beyond this
+PIECES_SUFFIX = ".pieces.json"  # a model file stored in pieces (see read_model_file)
+OWN_SUFFIX = ".own"  # the bytes of such a file that no other model has
 
 # architecture (config.json's "architecture") -> the module whose load(folder, config)
 # builds it; imported on first use, like the backends
@@ -134,14 +136,96 @@ def model_files(folder: Path) -> list[str]:
     """The files that make a model folder's model, relative and "/"-separated, sorted:
     every file except hidden ones (the hash cache, temporary files) and documentation
     (``*.md``, ``README*``, ``LICENSE*``, ``NOTICE*``), at any depth, so that adding a
-    model card does not change the model."""
+    model card does not change the model. A file stored in pieces counts as itself."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         relative = Path(root).relative_to(folder)
-        found += [(relative / name).as_posix() for name in files
-                  if not _is_documentation(name) and os.path.isfile(Path(root) / name)]  # no FIFOs, devices
+        found += [(relative / name.removesuffix(PIECES_SUFFIX)).as_posix() for name in files
+                  if not _is_documentation(name) and not name.endswith(OWN_SUFFIX)
+                  and os.path.isfile(Path(root) / name)]  # no FIFOs, devices
     return sorted(found)
+
+
+# --- files stored in pieces ------------------------------------------------------------
+#
+# A packaged model that shares tensors with another (a fine-tuned model keeps its base's
+# entropy networks) may store its weights file F as ``F.pieces.json`` beside ``F.own``:
+# F is the concatenation of byte ranges of ``F.own`` and of files of other models in the
+# same parent folder, and the JSON gives F's size and sha256, checked on every read. F's
+# bytes, and so the model-version hash, are those of the whole file (tools/pack_model.py
+# writes the pieces and checks them).
+
+
+def has_model_file(folder: Path, path: str) -> bool:
+    return (folder / path).is_file() or (folder / (path + PIECES_SUFFIX)).is_file()
+
+
+def read_model_file(folder: Path, path: str) -> bytes:
+    """The bytes of a model's file, whole or assembled from its pieces.
+
+    Raises:
+        ModelError: a piece is missing, or the assembled bytes are not the recorded file.
+    """
+    recipe = folder / (path + PIECES_SUFFIX)
+    if not recipe.is_file():
+        return (folder / path).read_bytes()
+    try:
+        pieces = json.loads(recipe.read_text(encoding="utf-8"))
+        parts = []
+        for source, offset, length in pieces["pieces"]:
+            parts.append(_piece(folder, path, source, offset, length))
+        data = b"".join(parts)
+        size, digest = pieces["size"], pieces["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{recipe}: not a readable list of pieces ({one_line(error)})") from None
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        raise ModelError(f"{folder / path}: its pieces do not make the file {recipe.name} records "
+                         "(a shared model file changed?)")
+    return data
+
+
+def _piece(folder: Path, path: str, source: str, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of this file's own bytes (source "") or of the file
+    ``source`` ("MODEL/FILE") of a sibling model folder."""
+    if source:
+        model, _, name = source.partition("/")
+        if not model or model.startswith(".") or "/" in name or not name or name.startswith("."):
+            raise ValueError(f"piece source {source!r} is not MODEL/FILE")
+        file = folder.parent / model / name
+    else:
+        file = folder / (path + OWN_SUFFIX)
+    with open(file, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(length)
+    if len(data) != length:
+        raise ValueError(f"{file} ends before byte {offset + length}")
+    return data
+
+
+def _stored_files(folder: Path, path: str) -> list[Path]:
+    """The files on disk that hold a model file's bytes."""
+    recipe = folder / (path + PIECES_SUFFIX)
+    if not recipe.is_file():
+        return [folder / path]
+    try:
+        sources = {source for source, _, _ in json.loads(recipe.read_text(encoding="utf-8"))["pieces"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return [recipe]
+    return [recipe, folder / (path + OWN_SUFFIX), *(folder.parent / s for s in sorted(sources) if s)]
+
+
+def model_file_digest(folder: Path, path: str) -> str:
+    if (folder / (path + PIECES_SUFFIX)).is_file():
+        return hashlib.sha256(read_model_file(folder, path)).hexdigest()
+    return sha256_file(folder / path)
+
+
+def model_file_size(folder: Path, path: str) -> int:
+    recipe = folder / (path + PIECES_SUFFIX)
+    if recipe.is_file():
+        return len(read_model_file(folder, path))
+    return (folder / path).stat().st_size
 
 
 def _is_documentation(name: str) -> bool:
@@ -165,7 +249,8 @@ def model_hash(folder: Path, files: list[str] | None = None) -> str:
     if not files:
         raise ModelNotFoundError(f"{folder}: no model files there")
     try:
-        stamps = [[path, (folder / path).stat().st_mtime_ns, (folder / path).stat().st_size] for path in files]
+        stamps = [[path, stored.stat().st_mtime_ns, stored.stat().st_size]
+                  for path in files for stored in _stored_files(folder, path)]
     except OSError as error:
         raise ModelNotFoundError(f"{folder}: {error.filename} is missing ({error.strerror})") from None
     cache = folder / HASH_CACHE_FILE
@@ -175,7 +260,7 @@ def model_hash(folder: Path, files: list[str] | None = None) -> str:
             return cached["sha256"]
     except (InputError, ValueError, KeyError, TypeError):
         pass
-    digests = [sha256_file(folder / path) for path in files]
+    digests = [model_file_digest(folder, path) for path in files]
     if tuple(files) == SINGLE_COMPONENT:
         value = hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests)).hexdigest()
     else:
@@ -443,10 +528,10 @@ def status(name: str) -> dict:
         return {"installed": False, "folder": Path(entry.source), "hash": None}
     if entry.kind == "tcodec" or entry.kind in IMPORTERS:  # an imported checkpoint is a converted folder
         installed = (folder / CONFIG_FILE).is_file() and (
-            entry.kind in IMPORTERS or all((folder / f.path).is_file() for f in entry.files))
+            entry.kind in IMPORTERS or all(has_model_file(folder, f.path) for f in entry.files))
         return {"installed": installed, "folder": folder, "hash": model_hash(folder) if installed else None}
     listed = [f.path for f in entry.files]
-    installed = all((folder / path).is_file() for path in listed)
+    installed = all(has_model_file(folder, path) for path in listed)
     return {"installed": installed, "folder": folder, "hash": model_hash(folder, listed) if installed else None}
 
 
@@ -463,12 +548,11 @@ def verify(name: str) -> list[str]:
             problems.append(f"{folder} has model hash {model_hash(folder)[:16]}, it was pinned as {pinned[:16]}")
         return problems
     for locked in entry.files:
-        path = folder / locked.path
-        if not path.is_file():
-            problems.append(f"{path} is missing")
+        if not has_model_file(folder, locked.path):
+            problems.append(f"{folder / locked.path} is missing")
             continue
         try:
-            _check_file(locked, sha256_file(path), path.stat().st_size, name)
+            _check_file(locked, model_file_digest(folder, locked.path), model_file_size(folder, locked.path), name)
         except ModelError as error:
             problems.append(str(error))
     return problems

@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from tcodec.weights import CONFIG_FILE, WEIGHTS_FILE, model_folder, sha256_file
+from tcodec.models.taco_weights import WEIGHTS_FILE
+from tcodec.weights import CONFIG_FILE, model_file_digest, model_file_size, model_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "models.lock"
@@ -37,7 +38,7 @@ def main(name: str) -> None:
         with LOCK.open("a", encoding="utf-8") as lock:
             lock.write(new_entry(name))
     folder = model_folder(name)
-    lines = "".join(f'  {{ path = "{f}", size = {(folder / f).stat().st_size}, sha256 = "{sha256_file(folder / f)}" }},\n'
+    lines = "".join(f'  {{ path = "{f}", size = {model_file_size(folder, f)}, sha256 = "{model_file_digest(folder, f)}" }},\n'
                     for f in (CONFIG_FILE, WEIGHTS_FILE))
     text = LOCK.read_text(encoding="utf-8")
     entry = re.compile(r'(name = "' + re.escape(name) + r'"\n(?:(?!\[\[model\]\]).*\n)*?)files = \[(?:\n.*?)*?\]\n')

@@ -82,7 +82,7 @@ def st_lpips_alex(reference, decoded) -> float:
     identical images."""
     import torch
 
-    network = _st_lpips_network()
+    network = st_lpips_network()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as for MS-SSIM: a job keeps to one core
     try:
@@ -99,7 +99,7 @@ def _unit_tensor(pixels):
 
 
 @cache
-def _st_lpips_network():
+def st_lpips_network():
     """The network once per process, its weights from the installed wheel (a trusted
     file of a pinned package, read by torch.load with weights_only=True)."""
     from stlpips_pytorch import stlpips

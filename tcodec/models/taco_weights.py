@@ -15,7 +15,7 @@ import torch
 
 from tcodec.errors import ModelError, one_line
 from tcodec.models.taco import TacoConfig, TacoModel
-from tcodec.weights import CONFIG_FILE, model_hash, write_model_files
+from tcodec.weights import CONFIG_FILE, model_hash, read_model_file, write_model_files
 
 ARCHITECTURE = "taco"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,10 +34,10 @@ def load(folder: Path, config: dict) -> TacoModel:
         ModelError: the weights are damaged or do not fit the config.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     try:
-        state = load_file(folder / WEIGHTS_FILE)
+        state = load(read_model_file(folder, WEIGHTS_FILE))
         model = build(config)
         model.load_state_dict(state, strict=True)
         model.prepare_for_coding()

@@ -73,6 +73,14 @@ class Recipe:
     # transform computes once for `latent_crops` crops (how integer networks are fitted)
     stage: str = "all"
     latent_crops: int = 2048
+    # TACO's perceptual term: k_p times ST-LPIPS (alex) of each crop is added to its
+    # bpp + λ·MSE (0: pixels only); the joint image-text term needs CLIP's image tower
+    perceptual: float = 0.0
+    # parameters whose names start with one of these stay as they are (e.g. the integer
+    # entropy-parameter networks, so a fine-tuned model shares them with its base)
+    frozen: tuple[str, ...] = ()
+    # every holdout-th image (sorted by path) is left out of training, for validation
+    holdout: int = 0
 
 
 def _read_config(path: Path) -> dict:
@@ -98,11 +106,18 @@ def load_config(path: Path) -> tuple[TacoConfig, str, Recipe]:
 # --- data ------------------------------------------------------------------------------
 
 
-def find_images(folders: list[str]) -> list[Path]:
+def find_images(folders: list[str], holdout: int = 0) -> list[Path]:
+    """The training images; with ``holdout`` N, every N-th one is left out (see held_out)."""
     files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if any("kodak" in part.lower() for f in files for part in f.parts):
         raise InputError("refusing to train on Kodak: it is the evaluation set")
-    return files
+    return [f for i, f in enumerate(files) if not holdout or i % holdout]
+
+
+def held_out(folders: list[str], holdout: int) -> list[Path]:
+    """The validation images that ``find_images(folders, holdout)`` leaves out."""
+    everything = find_images(folders)
+    return everything[::holdout] if holdout else []
 
 
 def captions_for(files: list[Path]) -> dict[Path, list[str]]:
@@ -192,7 +207,7 @@ def train(config_path: Path) -> None:
     device = torch.device(recipe.device)
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
-    files = find_images(recipe.data)
+    files = find_images(recipe.data, recipe.holdout)
     known = captions_for(files)
     started = time.time()
     images = [downscaled(f, rng, recipe.short_side, recipe.crop) for f in files]
@@ -226,13 +241,17 @@ def train(config_path: Path) -> None:
         for module in model.modules():
             if isinstance(module, (Injector, Extractor)):
                 module.requires_grad_(False)
+    for name, parameter in model.named_parameters():
+        if name.startswith(tuple(recipe.frozen)):
+            parameter.requires_grad_(False)
+    perceptual = perceptual_distance() if recipe.perceptual else None
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
     aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr)
     rng = random.Random(recipe.seed + step)  # a resumed run draws new crops
     log = checkpoint.with_suffix(".log.csv")
-    totals, clock = np.zeros(4), time.time()
+    totals, clock = np.zeros(5), time.time()
     while step < recipe.iterations:
         x, texts = batch_of(images, captions, recipe, rng)
         x = x.to(device, non_blocking=True)
@@ -244,7 +263,11 @@ def train(config_path: Path) -> None:
         pixels = x.shape[2] * x.shape[3]
         bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
         mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
-        loss = (bits / pixels + lambda_of(quality, recipe, config.rates) * 255**2 * mse).mean()
+        loss = bits / pixels + lambda_of(quality, recipe, config.rates) * 255**2 * mse
+        distance = perceptual(out["x_hat"].float().clamp(0, 1), x) if perceptual else torch.full_like(mse, math.nan)
+        if perceptual:
+            loss = loss + recipe.perceptual * distance
+        loss = loss.mean()
         optimizer.zero_grad()
         aux_optimizer.zero_grad()
         loss.backward()
@@ -254,12 +277,27 @@ def train(config_path: Path) -> None:
         aux_loss.backward()
         aux_optimizer.step()
         step += 1
-        totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(), aux_loss.item()]
+        totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(),
+                   aux_loss.item(), distance.mean().item()]
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(4), time.time()
+            totals, clock = np.zeros(5), time.time()
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
+
+
+def perceptual_distance():
+    """ST-LPIPS (alex) per image of a batch in [0, 1], differentiable in its inputs; the
+    network itself stays fixed."""
+    from tcodec.bench.metrics import st_lpips_network
+
+    network = st_lpips_network()
+    network.requires_grad_(False)
+
+    def distance(decoded: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return network(decoded, reference, normalize=True).flatten(1).mean(1)
+
+    return distance
 
 
 @torch.no_grad()
@@ -322,19 +360,19 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
-        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan]  # loss and bpp: y's estimated bits; no PSNR
+        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan, math.nan]  # y's estimated bits; no PSNR
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(4), time.time()
+            totals, clock = np.zeros(5), time.time()
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
 
 
 def _log(path: Path, step: int, means, its_per_s: float, optimizer) -> None:
     lr = optimizer.param_groups[0]["lr"]
-    line = f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e}"
+    line = f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e},{means[4]:.4f}"
     if not path.exists():
-        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr\n")
+        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr,st_lpips_alex\n")
     with path.open("a") as file:
         file.write(line + "\n")
     print(line, flush=True)

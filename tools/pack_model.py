@@ -1,0 +1,90 @@
+"""Store a packaged model's weights file in pieces: the tensors whose bytes another
+packaged model's file already holds are read from there (tcodec/weights.py, "files
+stored in pieces"); the rest stays in ``model.safetensors.own``.
+
+    python tools/pack_model.py tcodec-taco-v3 --base tcodec-taco-v4
+
+The assembled file is checked byte for byte against the original before the original is
+removed, so the model's files, sha256 in models.lock and model-version hash stay the same.
+"""
+
+import argparse
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+from tcodec.weights import OWN_SUFFIX, PIECES_SUFFIX, read_model_file
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tcodec" / "data" / "models"
+WEIGHTS = "model.safetensors"
+
+
+def tensor_ranges(data: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """Where a safetensors file's data starts, and each tensor's (begin, end) in the file."""
+    (header_size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + header_size])
+    start = 8 + header_size
+    ranges = sorted(tuple(v["data_offsets"]) for k, v in header.items() if k != "__metadata__")
+    return start, [(start + begin, start + end) for begin, end in ranges]
+
+
+def pieces_of(data: bytes, base_name: str, base: bytes) -> tuple[list[list], bytes]:
+    """The pieces list and the own bytes of ``data``, sharing what ``base`` holds."""
+    base_start, base_ranges = tensor_ranges(base)
+    shared = {hashlib.sha256(base[b:e]).digest(): b for b, e in base_ranges}
+    start, ranges = tensor_ranges(data)
+    pieces, own = [], bytearray()
+
+    def add(source: str, offset: int, length: int) -> None:
+        if pieces and pieces[-1][0] == source and pieces[-1][1] + pieces[-1][2] == offset:
+            pieces[-1][2] += length  # contiguous with the previous piece
+        else:
+            pieces.append([source, offset, length])
+
+    def add_own(chunk: bytes) -> None:
+        add("", len(own), len(chunk))
+        own.extend(chunk)
+
+    add_own(data[:start])
+    position = start
+    for begin, end in ranges:
+        if begin > position:  # padding between tensors
+            add_own(data[position:begin])
+        found = shared.get(hashlib.sha256(data[begin:end]).digest()) if end > begin else None
+        if found is None:
+            add_own(data[begin:end])
+        else:
+            add(f"{base_name}/{WEIGHTS}", found, end - begin)
+        position = end
+    add_own(data[position:])
+    return pieces, bytes(own)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--base", required=True, help="the packaged model whose file holds the shared tensors")
+    args = parser.parse_args()
+    folder, base_folder = PACKAGE / args.model, PACKAGE / args.base
+    if (base_folder / (WEIGHTS + PIECES_SUFFIX)).exists():
+        raise SystemExit(f"{args.base} is itself stored in pieces; pick a base stored whole")
+    data = read_model_file(folder, WEIGHTS)
+    pieces, own = pieces_of(data, args.base, (base_folder / WEIGHTS).read_bytes())
+    recipe = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pieces": pieces}
+    (folder / (WEIGHTS + OWN_SUFFIX)).write_bytes(own)
+    (folder / (WEIGHTS + PIECES_SUFFIX)).write_text(json.dumps(recipe, indent=1) + "\n", encoding="utf-8")
+    if (folder / WEIGHTS).exists():
+        (folder / WEIGHTS).rename(folder / (WEIGHTS + ".whole"))  # out of the way while checking
+    try:
+        assert read_model_file(folder, WEIGHTS) == data
+    except BaseException:
+        (folder / (WEIGHTS + ".whole")).rename(folder / WEIGHTS)
+        raise
+    (folder / (WEIGHTS + ".whole")).unlink(missing_ok=True)
+    print(f"{args.model}: {len(data):,} bytes stored as {len(own):,} own bytes + "
+          f"{len(data) - len(own):,} read from {args.base} ({len(pieces)} pieces)")
+
+
+if __name__ == "__main__":
+    main()
