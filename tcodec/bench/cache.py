@@ -6,11 +6,17 @@ files carry (learned backends), the quality, and the caption for codecs that use
 key, so a stale result is never reused; adding a codec or a quality reuses the rest.
 Each result is appended and flushed as soon as it is measured; a line cut short by an
 interruption is ignored when the file is read back.
+
+Dataset-scope metrics (FID, KID, CMMD) need every image's features, not one number per
+image: :class:`FeatureStore` keeps them beside the cache, one ``.npy`` file per image (the
+reference's, by the image's sha256) or per result (the decoded image's, by its key), in a
+folder per embedding and weights, so that a rerun reuses them as it reuses results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -71,3 +77,39 @@ class ResultCache:
                 file.write((json.dumps(record, sort_keys=True) + "\n").encode())
         except OSError as error:
             raise OutputError(f"{self.path}: cannot write the cache ({error.strerror or error})") from None
+
+
+class FeatureStore:
+    """Rows of features by name (``reference-SHA256`` or a result's key), in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def beside(cache_path: Path) -> Path:
+        """The features' folder beside a results cache: cache.jsonl -> cache-features/."""
+        return cache_path.with_name(cache_path.stem + "-features")
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.npy"
+
+    def has(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def save(self, name: str, rows) -> None:
+        import numpy as np
+
+        from tcodec.fileio import write_atomic
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(rows), allow_pickle=False)
+        write_atomic(self.path(name), buffer.getvalue(), overwrite=True)
+
+    def load(self, name: str):
+        import numpy as np
+
+        try:
+            return np.load(self.path(name), allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise OutputError(f"{self.path(name)}: cannot read stored features ({error}); "
+                              "remove it to measure again") from None

@@ -28,7 +28,7 @@ def bench(
         help="JSON Lines captions ({\"file\": ..., \"caption\": ...}) for backends whose encoder or "
         "decoder uses them (taco, perco).")] = None,
     metrics: Annotated[Optional[str], typer.Option(
-        help="Comma-separated metrics (default all: psnr-rgb, ms-ssim-rgb, st-lpips-alex, ssimulacra2, cvvdp, flip, butteraugli, lpips, fid, kid, clip-score, cmmd); "
+        help="Comma-separated metrics (default all: psnr-rgb, ms-ssim-rgb, st-lpips-alex, ssimulacra2, cvvdp, vmaf, flip, butteraugli, lpips, fid, kid, clip-score, cmmd); "
         "those that cannot run are reported with the reason.")] = None,
     reference: Annotated[Optional[str], typer.Option(
         help="Curve the BD-rates are against: a codec of the run or an anchor's name (default: jpeg, "
@@ -128,7 +128,7 @@ def _report(run, anchor_curves, reference: str, method: str, max_bpp: float | No
     from tcodec.bench.curves import (against_same_name, bd_table, curve_from_points, find_curve,
                                      other_metric_keys, summarize)
 
-    summary = summarize(run.records, list(run.codecs))
+    summary = summarize(run.records, list(run.codecs), run.dataset_scores)
     others = other_metric_keys(summary)  # ST-LPIPS and the like: columns, BD-rates and plots for each
     measured = [curve_from_points(name, points) for name, points in summary.items() if points]
     curves = measured + anchor_curves
@@ -146,8 +146,12 @@ def _report(run, anchor_curves, reference: str, method: str, max_bpp: float | No
     cost = report.metric_cost(run.records)
     if cost:
         print(cost)
+    if run.dataset_scores:
+        print(f"dataset-scope metrics (FID, KID, CMMD) from the stored features: {run.dataset_seconds:.2f} s")
     for key, reason in run.unavailable_metrics.items():
         print(f"not measured: {key}: {reason}")
+    for line in report.dataset_reasons(run):
+        print(f"not measured: {line}")
 
 
 def _plot(curves, folder: Path, title: str) -> None:

@@ -4,6 +4,8 @@ CompressAI's results JSON, published anchors, and the BD-rate table.
 Averaging follows CompressAI's ``eval_model``: each metric and the bpp are computed per
 image, then averaged (arithmetic mean) over the images. A point's MS-SSIM averages the
 images large enough for it (the same images for every codec, as it depends on size only).
+A dataset-scope metric (FID, KID, CMMD) is one number per point, computed over all its
+images at once; the point keeps how many samples stood behind it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Point:
     decoding_time: float
     peak_memory_mib: float | None  # the largest over the images
     others: tuple[tuple[str, float], ...] = ()  # every other metric's mean, by key (e.g. st-lpips-alex)
+    samples: tuple[tuple[str, int], ...] = ()  # dataset-scope metrics: the samples (patches, images) behind each
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,22 @@ class RDCurve:
     others: dict[str, tuple[float | None, ...]] = field(default_factory=dict, compare=False)  # by metric key
 
 
-def summarize(records: list[dict[str, Any]], codecs: list[str]) -> dict[str, list[Point]]:
-    """Points per codec, qualities ascending."""
+def summarize(records: list[dict[str, Any]], codecs: list[str],
+              dataset_scores: dict[tuple[str, float], dict[str, Any]] | None = None) -> dict[str, list[Point]]:
+    """Points per codec, qualities ascending; ``dataset_scores``: the dataset-scope
+    metrics' :class:`~tcodec.bench.metrics.DatasetScore` by (codec, quality) and key."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["codec"], record["quality"]), []).append(record)
     summary: dict[str, list[Point]] = {codec: [] for codec in codecs}
     for (codec, quality), group in sorted(groups.items(), key=lambda item: (codecs.index(item[0][0]), item[0][1])):
-        summary[codec].append(_point(codec, quality, group))
+        point = _point(codec, quality, group)
+        scores = (dataset_scores or {}).get((codec, quality), {})
+        if scores:
+            others = dict(point.others) | {key: score.value for key, score in scores.items()}
+            point = replace(point, others=tuple(sorted(others.items())),
+                            samples=tuple(sorted((key, score.samples) for key, score in scores.items())))
+        summary[codec].append(point)
     return summary
 
 
@@ -89,6 +100,8 @@ def compressai_results(name: str, description: str, points: list[Point]) -> dict
         "ms-ssim-rgb": [_finite(p.ms_ssim) for p in points],
         **{key: [_finite(dict(p.others).get(key)) for p in points]
            for key in sorted({key for p in points for key, _ in p.others})},
+        **{f"{key}-samples": [dict(p.samples).get(key) for p in points]
+           for key in sorted({key for p in points for key, _ in p.samples})},
         "encoding_time": [p.encoding_time for p in points],
         "decoding_time": [p.decoding_time for p in points],
         "peak_memory_mib": [p.peak_memory_mib for p in points],

@@ -13,6 +13,14 @@ shift-tolerant LPIPS of Ghildyal and Liu (ECCV 2022) with the AlexNet weights it
 needs torchvision's ImageNet AlexNet, listed as ``lpips``). SSIMULACRA 2 is tcodec's own
 implementation of version 2.1 (:mod:`tcodec.bench.ssimulacra2`). Grayscale images are
 compared as RGB. Each is computed per image; a bench averages over images.
+
+VMAF is libvmaf's ``vmaf_v0.6.1`` through imageio-ffmpeg's static ffmpeg
+(:mod:`tcodec.bench.vmaf`). The metrics with weights from ``models.lock`` build their
+networks in :mod:`tcodec.bench.networks`: LPIPS (alex, v0.1), CLIP score (the caption
+against the decoded image), and the dataset-scope FID, KID and CMMD. A dataset-scope
+metric is not a mean over images: each image (reference and decoded) gives rows of
+features (its :class:`Embedding`), stored as it is measured, and the metric compares the
+two sets of rows of all images at one codec and quality (:mod:`tcodec.bench.distances`).
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Literal
 
@@ -32,6 +41,25 @@ MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-pixel window: each side must exceed 
 
 class MetricUnavailable(Exception):
     """A metric cannot be computed for one image; the message says why."""
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The features a dataset-scope metric compares: rows of one image's features."""
+
+    name: str  # names the stored features, with the hash of its weights
+    weights: str  # its network's weights, by models.lock name
+    compute: Callable  # uint8 HxWx3 array -> float array, one row per sample (maybe none)
+
+
+@dataclass(frozen=True)
+class DatasetScore:
+    """A dataset-scope metric at one codec and quality."""
+
+    value: float
+    samples: int  # rows in each of the two sets
+    images: int
+    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,7 +72,12 @@ class Metric:
     install: str = ""  # how to get those modules
     weights: tuple[str, ...] = ()  # model weights it needs, by models.lock name
     programs: tuple[str, ...] = ()  # executables it runs, found on PATH
-    compute: Callable | None = None  # (reference, decoded) uint8 HxWx3 arrays -> float
+    # "image": (reference, decoded) uint8 HxWx3 arrays -> float (with caption= if uses_caption);
+    # "dataset": (reference rows, decoded rows) of its embedding, all images -> (value, details)
+    compute: Callable | None = None
+    uses_caption: bool = False
+    embedding: Embedding | None = None
+    versions: Callable | None = None  # () -> {component: version} beyond its modules' distributions
 
 
 def psnr_rgb(reference, decoded) -> float:
@@ -170,6 +203,161 @@ def butteraugli_3norm(reference, decoded) -> float:
     raise MetricUnavailable(f"butteraugli_main printed no 3-norm (exit {result.returncode})")
 
 
+@contextmanager
+def _torch_threads(count: int = 1):
+    """torch on ``count`` threads inside, without gradients (a job keeps to one core, as
+    for MS-SSIM)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def vmaf_v061(reference, decoded) -> float:
+    """VMAF with libvmaf's model vmaf_v0.6.1 (:mod:`tcodec.bench.vmaf`): 0-100, higher is
+    better; identical still images score 97.43 (no motion)."""
+    from tcodec.bench.vmaf import VmafError, vmaf
+
+    try:
+        return vmaf(reference, decoded)
+    except VmafError as error:
+        raise MetricUnavailable(str(error)) from None
+
+
+def _vmaf_versions() -> dict[str, str]:
+    from tcodec.bench.vmaf import VmafError, versions
+
+    try:
+        return versions()
+    except VmafError as error:
+        return {"ffmpeg": f"unknown ({error})"}
+
+
+def _network(getter: str, *arguments):
+    """A network from :mod:`tcodec.bench.networks` (by the name of its loader, looked up
+    now, so a test may replace it); one that cannot be loaded makes the metric unavailable."""
+    from tcodec.bench import networks
+
+    try:
+        return getattr(networks, getter)(*arguments)
+    except networks.NetworkUnavailable as error:
+        raise MetricUnavailable(str(error)) from None
+
+
+LPIPS_MIN_SIDE = 31  # the smallest image AlexNet's strides and pools leave something of
+
+
+def lpips_alex(reference, decoded) -> float:
+    """LPIPS v0.1 with the AlexNet trunk (Zhang et al., CVPR 2018; torchvision's ImageNet
+    weights and the lpips wheel's linear layers), images scaled to [-1, 1], averaged over
+    the image; 0 for identical images, lower is better."""
+    height, width = reference.shape[:2]
+    if min(height, width) < LPIPS_MIN_SIDE:
+        raise MetricUnavailable(f"image is {width}x{height}; LPIPS needs both sides of at least {LPIPS_MIN_SIDE} px")
+    network = _network("lpips_network")
+    with _torch_threads():
+        return float(network(_unit_tensor(reference), _unit_tensor(decoded), normalize=True).mean())
+
+
+def clip_score(reference, decoded, caption: str | None = None) -> float:
+    """CLIP score (Hessel et al., EMNLP 2021) of the decoded image and its caption, scaled as
+    torchmetrics' CLIPScore: 100 x max(cos(image, text), 0), with CLIP ViT-B/32's projected
+    embeddings (the image preprocessed as OpenAI's CLIP does: shorter side to 224, bicubic,
+    centre crop; the caption cut at 77 tokens). Higher is better; the reference is not
+    used, so the score of the reference itself is the ceiling of a codec.
+
+    Raises:
+        MetricUnavailable: the image has no caption.
+    """
+    if not caption:
+        raise MetricUnavailable("no caption for this image (CLIP score compares it with its caption: --captions)")
+    from tcodec.bench import networks
+
+    model, tokenizer = _network("clip_model")
+    size = model.config.vision_config.image_size
+    with _torch_threads():
+        image = networks.clip_image_embeddings(model, networks.clip_pixels([decoded], size, square_crop=False))
+        text = networks.clip_text_embeddings(model, tokenizer, [caption])
+    return float(100 * max(float((image * text).sum()), 0.0))
+
+
+INCEPTION_BATCH = 8  # patches per forward pass: bounded memory on large images
+
+
+def inception_patch_features(pixels):
+    """The FID Inception's 2048-d pool features of each of the image's patches
+    (:func:`tcodec.bench.distances.patches`), one row per patch; none for a small image."""
+    import numpy as np
+
+    from tcodec.bench import distances, networks
+
+    crops = distances.patches(pixels)
+    if not len(crops):
+        return np.zeros((0, 2048))
+    network = _network("inception_network")
+    with _torch_threads():
+        return np.concatenate([networks.inception_features(network, crops[i:i + INCEPTION_BATCH])
+                               for i in range(0, len(crops), INCEPTION_BATCH)])
+
+
+def clip_large_embedding(pixels):
+    """CLIP ViT-L/14-336's normalised image embedding of the whole image, one row, taken as
+    CMMD's reference code does: the centred largest square, resized to 336x336 (PIL
+    bicubic), CLIP's normalisation."""
+    from tcodec.bench import networks
+
+    model = _network("clip_vision")
+    with _torch_threads():
+        return networks.clip_image_embeddings(model, networks.clip_pixels([pixels], model.config.image_size,
+                                                                          square_crop=True))
+
+
+def _distance(function, reference_rows, decoded_rows, what: str):
+    from tcodec.bench.distances import TooFewSamples
+
+    try:
+        return function(reference_rows, decoded_rows, what)
+    except TooFewSamples as error:
+        raise MetricUnavailable(f"only {error}") from None
+
+
+def fid_patches(reference_rows, decoded_rows) -> tuple[float, dict]:
+    """FID between the patches of the reference and of the decoded images."""
+    from tcodec.bench.distances import PATCH, frechet_distance
+
+    return _distance(frechet_distance, reference_rows, decoded_rows, f"{PATCH}x{PATCH} patches"), {}
+
+
+def kid_patches(reference_rows, decoded_rows) -> tuple[float, dict]:
+    """KID's mean over subsets, between the patches of the reference and decoded images."""
+    from tcodec.bench.distances import KID_SUBSETS, PATCH, kernel_distance
+
+    mean, std, size = _distance(kernel_distance, reference_rows, decoded_rows, f"{PATCH}x{PATCH} patches")
+    return mean, {"std": std, "subsets": KID_SUBSETS, "subset_size": size}
+
+
+def cmmd_images(reference_rows, decoded_rows) -> tuple[float, dict]:
+    """CMMD between the reference and the decoded images' CLIP embeddings."""
+    from tcodec.bench.distances import clip_mmd
+
+    return _distance(clip_mmd, reference_rows, decoded_rows, "images"), {}
+
+
+def _inception_embedding() -> Embedding:
+    from tcodec.bench.distances import PATCH
+
+    return Embedding(f"inception-v3-fid-pool3-patches{PATCH}", "inception-v3-fid", inception_patch_features)
+
+
+INCEPTION_PATCHES = _inception_embedding()
+CLIP_LARGE_IMAGES = Embedding("clip-vit-large-patch14-336-image", "clip-vit-large-patch14-336", clip_large_embedding)
+
+
 def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
     """For each metric, the installed version of every distribution it imports."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
@@ -186,8 +374,24 @@ def metric_versions(metrics: list[Metric]) -> dict[str, dict[str, str]]:
                     continue
         for program in metric.programs:
             versions[program] = _program_version(program)
+        if metric.versions is not None:
+            versions.update(metric.versions())
+        for name in metric.weights:
+            versions[name] = _weights_version(name)
         found[metric.key] = versions
     return found
+
+
+def _weights_version(name: str) -> str:
+    """The model-version hash of the installed weights ``name`` (over their files)."""
+    from tcodec import weights
+    from tcodec.errors import ModelError
+
+    try:
+        state = weights.status(name)
+    except ModelError:
+        return "not listed in models.lock"
+    return f"model hash {state['hash'][:16]}" if state.get("hash") else "not installed"
 
 
 def _program_version(program: str) -> str:
@@ -217,15 +421,26 @@ METRICS: dict[str, Metric] = {
                compute=ssimulacra2),
         Metric("cvvdp", "ColorVideoVDP (JOD)", True, modules=("torch", "pycvvdp"), install="pip install 'tcodec[bench]'",
                compute=cvvdp_jod),
+        Metric("vmaf", "VMAF (v0.6.1)", True, modules=("imageio_ffmpeg",), install="pip install 'tcodec[bench]'",
+               compute=vmaf_v061, versions=_vmaf_versions),
         Metric("flip", "FLIP (LDR)", False, modules=("flip_evaluator",), install="pip install 'tcodec[bench]'",
                compute=flip_ldr),
         Metric("butteraugli", "Butteraugli (3-norm)", False, programs=("butteraugli_main",),
                install="apt install libjxl-devtools", compute=butteraugli_3norm),
-        Metric("lpips", "LPIPS (AlexNet)", False, weights=("lpips-alex",)),
-        Metric("fid", "FID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
-        Metric("kid", "KID (Inception-v3)", False, scope="dataset", weights=("inception-v3-fid",)),
-        Metric("clip-score", "CLIP score (ViT-B/32)", True, weights=("clip-vit-base-patch32",)),
-        Metric("cmmd", "CMMD (CLIP ViT-L/14-336)", False, scope="dataset", weights=("clip-vit-large-patch14-336",)),
+        Metric("lpips", "LPIPS (alex)", False, modules=("torch", "torchvision", "lpips"),
+               install="pip install 'tcodec[bench]'", weights=("lpips-alex",), compute=lpips_alex),
+        Metric("fid", "FID (Inception-v3)", False, scope="dataset", modules=("torch", "torchvision", "pytorch_fid"),
+               install="pip install 'tcodec[bench]'", weights=("inception-v3-fid",), compute=fid_patches,
+               embedding=INCEPTION_PATCHES),
+        Metric("kid", "KID (Inception-v3)", False, scope="dataset", modules=("torch", "torchvision", "pytorch_fid"),
+               install="pip install 'tcodec[bench]'", weights=("inception-v3-fid",), compute=kid_patches,
+               embedding=INCEPTION_PATCHES),
+        Metric("clip-score", "CLIP score (ViT-B/32)", True, modules=("torch", "transformers"),
+               install="pip install 'tcodec[bench]'", weights=("clip-vit-base-patch32",), compute=clip_score,
+               uses_caption=True),
+        Metric("cmmd", "CMMD (CLIP ViT-L/14-336)", False, scope="dataset", modules=("torch", "transformers"),
+               install="pip install 'tcodec[bench]'", weights=("clip-vit-large-patch14-336",), compute=cmmd_images,
+               embedding=CLIP_LARGE_IMAGES),
     )
 }
 
@@ -274,19 +489,43 @@ def split_metrics(keys: list[str] | None = None) -> tuple[list[Metric], dict[str
     return usable, reasons
 
 
-def measure_image(metrics: list[Metric], reference, decoded,
-                  seconds: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, str]]:
-    """Per-image values, and the reason for each metric this image does not allow; each
-    metric's wall-clock time goes into ``seconds`` when given."""
+def measure_image(metrics: list[Metric], reference, decoded, seconds: dict[str, float] | None = None,
+                  caption: str | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Per-image values of the image-scope ``metrics`` (dataset-scope ones are left out:
+    see :func:`embed_image`), and the reason for each metric this image does not allow;
+    each metric's wall-clock time goes into ``seconds`` when given."""
     import time
 
     values, reasons = {}, {}
     for metric in metrics:
+        if metric.scope != "image":
+            continue
         started = time.perf_counter()
         try:
-            values[metric.key] = metric.compute(reference, decoded)
+            if metric.uses_caption:
+                values[metric.key] = metric.compute(reference, decoded, caption=caption)
+            else:
+                values[metric.key] = metric.compute(reference, decoded)
         except MetricUnavailable as reason:
             reasons[metric.key] = str(reason)
         if seconds is not None:
             seconds[metric.key] = time.perf_counter() - started
     return values, reasons
+
+
+def embeddings(metrics: list[Metric]) -> dict[str, tuple[Embedding, tuple[str, ...]]]:
+    """The embeddings the dataset-scope ``metrics`` need, by name, each with the keys of
+    the metrics that share it (FID and KID share the Inception patches)."""
+    found: dict[str, tuple[Embedding, tuple[str, ...]]] = {}
+    for metric in metrics:
+        if metric.scope == "dataset" and metric.embedding is not None:
+            embedding, keys = found.get(metric.embedding.name, (metric.embedding, ()))
+            found[embedding.name] = (embedding, (*keys, metric.key))
+    return found
+
+
+def embed_image(embedding: Embedding, pixels):
+    """One image's rows of ``embedding`` (float32: what is stored), or MetricUnavailable."""
+    import numpy as np
+
+    return np.asarray(embedding.compute(pixels), np.float32)

@@ -24,7 +24,15 @@ from tcodec.bench.runner import BenchRun
 from tcodec.fileio import write_atomic
 
 AVERAGING = ("bpp (8 x file bytes / pixels) and every metric are computed per image, then averaged over "
-             "the images (as CompressAI's eval_model); PSNR and MS-SSIM on RGB, 8 bits, data range 255")
+             "the images (as CompressAI's eval_model); PSNR and MS-SSIM on RGB, 8 bits, data range 255; "
+             "the dataset-scope metrics (FID, KID, CMMD) are computed once per codec and quality over all its "
+             "images, with the number of samples behind each in brackets")
+DATASET_METHOD = ("FID and KID on 256x256 patches of every reference and decoded image, as HiFiC's FID/256: the "
+                  "grid of non-overlapping patches from the top-left corner, then the same grid shifted by 128 px "
+                  "down and right (8 patches from a 768x512 image); pytorch-fid's Inception-v3 pool features "
+                  "(2048-d). KID: unbiased MMD^2 with the cubic polynomial kernel, mean over 100 subsets of "
+                  "min(1000, patches) patches. CMMD: CLIP ViT-L/14-336 embeddings of the whole images (centre "
+                  "square, 336x336), MMD^2 with a Gaussian RBF kernel (sigma 10) x 1000.")
 SUMMARY_COLUMNS = ("codec", "quality", "images", "bpp", "PSNR-RGB (dB)", "MS-SSIM-RGB", "enc (ms)", "dec (ms)",
                    "peak mem (MiB)")
 BD_COLUMNS = ("curve", "BD-rate PSNR (%)", "BD-PSNR (dB)", "BD-rate MS-SSIM (%)")
@@ -52,9 +60,10 @@ def summary_rows(summary: dict[str, list[Point]], others: tuple[str, ...] = ()) 
     for points in summary.values():
         for p in points:
             ms_ssim = _number(p.ms_ssim, 4) + ("" if p.ms_ssim_images in (0, p.images) else f" ({p.ms_ssim_images})")
-            values = dict(p.others)
+            values, samples = dict(p.others), dict(p.samples)
             rows.append((p.codec, format_quality(p.quality), str(p.images), _number(p.bpp, 3), _number(p.psnr, 2),
-                         ms_ssim, *(_number(values.get(key), 4) for key in others),
+                         ms_ssim, *(_number(values.get(key), 4) + (f" ({samples[key]})" if key in samples else "")
+                                    for key in others),
                          _number(1000 * p.encoding_time, 1), _number(1000 * p.decoding_time, 1),
                          _number(p.peak_memory_mib, 1)))
     return rows
@@ -167,6 +176,7 @@ def run_metadata(run: BenchRun, reference: str, method: str, max_bpp: float | No
                    for name, codec in run.codecs.items()},
         "averaging": AVERAGING,
         "metrics_not_measured": run.unavailable_metrics,
+        "dataset_metrics": dataset_metadata(run),
         "metric_versions": metric_versions(split_metrics(list(config.metrics) if config.metrics else None)[0]),
         "timing_and_memory": " ".join(MEASURE_NOTES.split()),
         "jobs": config.jobs,
@@ -174,6 +184,27 @@ def run_metadata(run: BenchRun, reference: str, method: str, max_bpp: float | No
                     "processor": _cpu_name(), "cpu_count": os.cpu_count()},
         "bd": {"reference": reference, "method": method, "methods": list(METHODS), "max_bpp": max_bpp},
     }
+
+
+def dataset_metadata(run: BenchRun) -> dict[str, Any]:
+    """The dataset-scope metrics: how they are computed, each score with its samples, and
+    why one is missing at a point."""
+    scores = [{"codec": codec, "quality": quality, "metric": key, "value": _finite_or_none(score.value),
+               "samples": score.samples, "images": score.images, **score.details}
+              for (codec, quality), found in run.dataset_scores.items() for key, score in found.items()]
+    missing = [{"codec": codec, "quality": quality, "metric": key, "reason": reason}
+               for (codec, quality), found in run.dataset_unavailable.items() for key, reason in found.items()]
+    return {"method": DATASET_METHOD, "scores": scores, "not_measured": missing}
+
+
+def dataset_reasons(run: BenchRun) -> list[str]:
+    """"fid at jpeg q10: only 0 patches ..." for every dataset-scope metric missing at a point."""
+    return [f"{key} at {codec} q{format_quality(quality)}: {reason}"
+            for (codec, quality), found in run.dataset_unavailable.items() for key, reason in found.items()]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _cpu_name() -> str:
@@ -212,9 +243,16 @@ def summary_markdown(run: BenchRun, summary: dict[str, list[Point]], metadata: d
     for name, info in metadata["codecs"].items():
         lines.append(f"- `{name}` (quality = {info['quality']}): {info['description']}")
     lines += ["", "## Results", "", markdown_table(SUMMARY_COLUMNS, summary_rows(summary))]
-    if run.unavailable_metrics:
+    if run.unavailable_metrics or run.dataset_unavailable:
         lines += ["## Metrics not measured", ""]
         lines += [f"- {key}: {reason}" for key, reason in run.unavailable_metrics.items()]
+        lines += [f"- {line}" for line in dataset_reasons(run)]
+        lines.append("")
+    if run.dataset_scores:
+        lines += ["## Dataset-scope metrics", "", DATASET_METHOD, ""]
+        lines += [f"- {key} at {codec} q{format_quality(quality)}: {_number(score.value, 4)} "
+                  f"({score.samples} samples from {score.images} images)"
+                  for (codec, quality), found in run.dataset_scores.items() for key, score in found.items()]
         lines.append("")
     lines += ["## Timing and memory", "", metadata["timing_and_memory"], "",
               "BD-rates: see bd-rate.md; plots: rd-psnr.png, rd-ms-ssim.png and rd-<metric>.png for the others.", ""]
