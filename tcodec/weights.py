@@ -141,9 +141,12 @@ def model_files(folder: Path) -> list[str]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         relative = Path(root).relative_to(folder)
+        pieces = {name.removesuffix(PIECES_SUFFIX) for name in files if name.endswith(PIECES_SUFFIX)}
         found += [(relative / name.removesuffix(PIECES_SUFFIX)).as_posix() for name in files
-                  if not _is_documentation(name) and not name.endswith(OWN_SUFFIX)
+                  if not _is_documentation(name) and name.removesuffix(OWN_SUFFIX) not in pieces
                   and os.path.isfile(Path(root) / name)]  # no FIFOs, devices
+    if len(set(found)) != len(found):  # F and F.pieces.json both there
+        raise ModelError(f"{folder}: a model file is there both whole and in pieces; remove the one that is stale")
     return sorted(found)
 
 
@@ -157,6 +160,49 @@ def model_files(folder: Path) -> list[str]:
 # writes the pieces and checks them).
 
 
+@dataclass(frozen=True)
+class Pieces:
+    size: int
+    sha256: str
+    pieces: tuple[tuple[Path, int, int], ...]  # (file, offset, length)
+
+
+def _pieces(folder: Path, path: str) -> Pieces | None:
+    """The validated pieces list of a model file, or None if it is stored whole.
+
+    Raises:
+        ModelError: both forms are there, or the list is not a valid one.
+    """
+    recipe = folder / (path + PIECES_SUFFIX)
+    if not recipe.is_file():
+        return None
+    if (folder / path).exists():
+        raise ModelError(f"{folder}: both {path} and {recipe.name} are there; remove the one that is stale")
+    try:
+        raw = json.loads(read_input(recipe, 1 << 20))
+        size, digest, listed = raw["size"], raw["sha256"], raw["pieces"]
+        pieces = tuple((_piece_file(folder, path, source), offset, length) for source, offset, length in listed)
+        numbers = [size, *(n for _, offset, length in pieces for n in (offset, length))]
+        if not all(isinstance(n, int) and n >= 0 for n in numbers) or not isinstance(digest, str):
+            raise ValueError("sizes and offsets must be whole numbers")
+        if sum(length for *_, length in pieces) != size or size > MAX_UNSIZED_FILE:
+            raise ValueError(f"the pieces do not add up to the size {size}")
+    except (InputError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelError(f"{recipe}: not a valid list of pieces ({one_line(error)})") from None
+    return Pieces(size, digest, pieces)
+
+
+def _piece_file(folder: Path, path: str, source: str) -> Path:
+    """The file a piece comes from: this file's own bytes (source "") or the file
+    ``source`` ("MODEL/FILE") of a sibling model folder."""
+    if not source:
+        return folder / (path + OWN_SUFFIX)
+    model, _, name = source.partition("/")
+    if not model or model.startswith(".") or "/" in name or not name or name.startswith("."):
+        raise ValueError(f"piece source {source!r} is not MODEL/FILE")
+    return folder.resolve().parent / model / name
+
+
 def has_model_file(folder: Path, path: str) -> bool:
     return (folder / path).is_file() or (folder / (path + PIECES_SUFFIX)).is_file()
 
@@ -165,67 +211,44 @@ def read_model_file(folder: Path, path: str) -> bytes:
     """The bytes of a model's file, whole or assembled from its pieces.
 
     Raises:
-        ModelError: a piece is missing, or the assembled bytes are not the recorded file.
+        ModelError: a piece's file is missing or changed (the assembled bytes are not the
+            file the pieces list records).
     """
-    recipe = folder / (path + PIECES_SUFFIX)
-    if not recipe.is_file():
+    pieces = _pieces(folder, path)
+    if pieces is None:
         return (folder / path).read_bytes()
-    try:
-        pieces = json.loads(recipe.read_text(encoding="utf-8"))
-        parts = []
-        for source, offset, length in pieces["pieces"]:
-            parts.append(_piece(folder, path, source, offset, length))
-        data = b"".join(parts)
-        size, digest = pieces["size"], pieces["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(f"{recipe}: not a readable list of pieces ({one_line(error)})") from None
-    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-        raise ModelError(f"{folder / path}: its pieces do not make the file {recipe.name} records "
-                         "(a shared model file changed?)")
-    return data
-
-
-def _piece(folder: Path, path: str, source: str, offset: int, length: int) -> bytes:
-    """``length`` bytes at ``offset`` of this file's own bytes (source "") or of the file
-    ``source`` ("MODEL/FILE") of a sibling model folder."""
-    if source:
-        model, _, name = source.partition("/")
-        if not model or model.startswith(".") or "/" in name or not name or name.startswith("."):
-            raise ValueError(f"piece source {source!r} is not MODEL/FILE")
-        file = folder.parent / model / name
-    else:
-        file = folder / (path + OWN_SUFFIX)
-    with open(file, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(length)
-    if len(data) != length:
-        raise ValueError(f"{file} ends before byte {offset + length}")
+    contents = {}
+    for file in {file for file, _, _ in pieces.pieces}:
+        try:
+            contents[file] = read_input(file, MAX_UNSIZED_FILE, raised_by=None)
+        except InputError as error:
+            raise ModelError(f"{folder / path} is stored in pieces, and one of them cannot be read ({error}); "
+                             "reinstall tcodec (pip install --force-reinstall tcodec)") from None
+    data = b"".join(contents[file][offset:offset + length] for file, offset, length in pieces.pieces)
+    if len(data) != pieces.size or hashlib.sha256(data).hexdigest() != pieces.sha256:
+        changed = ", ".join(sorted({str(file) for file, _, _ in pieces.pieces}))
+        raise ModelError(f"{folder / path} is stored in pieces of {changed}, and they no longer make the file "
+                         "(one of them changed); reinstall tcodec (pip install --force-reinstall tcodec)")
     return data
 
 
 def _stored_files(folder: Path, path: str) -> list[Path]:
     """The files on disk that hold a model file's bytes."""
-    recipe = folder / (path + PIECES_SUFFIX)
-    if not recipe.is_file():
+    pieces = _pieces(folder, path)
+    if pieces is None:
         return [folder / path]
-    try:
-        sources = {source for source, _, _ in json.loads(recipe.read_text(encoding="utf-8"))["pieces"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return [recipe]
-    return [recipe, folder / (path + OWN_SUFFIX), *(folder.parent / s for s in sorted(sources) if s)]
+    return [folder / (path + PIECES_SUFFIX), *sorted({file for file, _, _ in pieces.pieces})]
 
 
 def model_file_digest(folder: Path, path: str) -> str:
-    if (folder / (path + PIECES_SUFFIX)).is_file():
+    if _pieces(folder, path) is not None:
         return hashlib.sha256(read_model_file(folder, path)).hexdigest()
     return sha256_file(folder / path)
 
 
 def model_file_size(folder: Path, path: str) -> int:
-    recipe = folder / (path + PIECES_SUFFIX)
-    if recipe.is_file():
-        return len(read_model_file(folder, path))
-    return (folder / path).stat().st_size
+    pieces = _pieces(folder, path)
+    return (folder / path).stat().st_size if pieces is None else pieces.size
 
 
 def _is_documentation(name: str) -> bool:
@@ -529,10 +552,16 @@ def status(name: str) -> dict:
     if entry.kind == "tcodec" or entry.kind in IMPORTERS:  # an imported checkpoint is a converted folder
         installed = (folder / CONFIG_FILE).is_file() and (
             entry.kind in IMPORTERS or all(has_model_file(folder, f.path) for f in entry.files))
-        return {"installed": installed, "folder": folder, "hash": model_hash(folder) if installed else None}
-    listed = [f.path for f in entry.files]
-    installed = all(has_model_file(folder, path) for path in listed)
-    return {"installed": installed, "folder": folder, "hash": model_hash(folder, listed) if installed else None}
+        listed = None
+    else:
+        listed = [f.path for f in entry.files]
+        installed = all(has_model_file(folder, path) for path in listed)
+    if not installed:
+        return {"installed": False, "folder": folder, "hash": None}
+    try:
+        return {"installed": True, "folder": folder, "hash": model_hash(folder, listed)}
+    except ModelError as error:  # damaged: reported (models list, verify), and no other model is held up
+        return {"installed": True, "folder": folder, "hash": None, "problem": str(error)}
 
 
 def verify(name: str) -> list[str]:

@@ -242,10 +242,48 @@ def test_a_changed_shared_file_is_refused_not_misread(tmp_path):
     data = bytearray((base / "model.safetensors").read_bytes())
     data[10] ^= 1
     (base / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="pieces do not make the file"):
+    with pytest.raises(ModelError, match="no longer make the file .* reinstall tcodec"):
         weights.read_model_file(packed, "model.safetensors")
-    with pytest.raises(ModelError, match="pieces do not make the file"):
+    with pytest.raises(ModelError, match="no longer make the file"):
         weights.model_hash(packed)  # the hash cache notices the base changed, too
+
+
+def test_a_missing_shared_file_is_named(tmp_path):
+    _, base, packed = _pieces_folders(tmp_path)
+    (base / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"cannot be read \(.*base/model.safetensors"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
+def test_a_file_both_whole_and_in_pieces_is_refused_not_hashed_another_way(tmp_path):
+    whole, _, packed = _pieces_folders(tmp_path)
+    (packed / "model.safetensors").write_bytes(whole)
+    with pytest.raises(ModelError, match="both"):
+        weights.model_hash(packed)
+    with pytest.raises(ModelError, match="both model.safetensors and model.safetensors.pieces.json"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
+@pytest.mark.parametrize("change", [{"size": 10**12}, {"size": -1}, {"pieces": [["", 0, 1.5]]},
+                                    {"pieces": [["base/model.safetensors", 0, 10**6]] * 4}])
+def test_a_pieces_list_that_does_not_add_up_is_refused_before_reading(tmp_path, change):
+    _, _, packed = _pieces_folders(tmp_path)
+    recipe = packed / "model.safetensors.pieces.json"
+    recipe.write_text(json.dumps({**json.loads(recipe.read_text()), **change}))
+    with pytest.raises(ModelError, match="not a valid list of pieces"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
+def test_a_damaged_model_does_not_hold_up_finding_another(tmp_path, monkeypatch):
+    """status() reports a damaged model instead of raising, so models list/verify and the
+    search for a file's model still work for the others."""
+    _, base, packed = _pieces_folders(tmp_path)
+    (base / "model.safetensors").write_bytes(b"changed")
+    monkeypatch.setattr(weights, "model_folder", lambda name: packed)
+    monkeypatch.setattr(weights, "lock_entry", lambda name: weights.LockEntry(
+        name, "taco", "tcodec", "package", "", (weights.LockedFile("config.json"), weights.LockedFile("model.safetensors"))))
+    state = weights.status("packed")
+    assert state["installed"] and state["hash"] is None and "no longer make the file" in state["problem"]
 
 
 @pytest.mark.parametrize("source", ["../base/model.safetensors", "base/../x", ".hidden/model.safetensors", "base"])
@@ -255,7 +293,7 @@ def test_a_piece_outside_a_sibling_model_folder_is_refused(tmp_path, source):
     listed = json.loads(recipe.read_text())
     listed["pieces"][1][0] = source
     recipe.write_text(json.dumps(listed))
-    with pytest.raises(ModelError, match="not a readable list of pieces"):
+    with pytest.raises(ModelError, match="not a valid list of pieces"):
         weights.read_model_file(packed, "model.safetensors")
 
 

@@ -12,12 +12,14 @@ import argparse
 import hashlib
 import json
 import struct
+import tempfile
 from pathlib import Path
 
 from tcodec.weights import OWN_SUFFIX, PIECES_SUFFIX, read_model_file
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tcodec" / "data" / "models"
 WEIGHTS = "model.safetensors"
+MIN_SHARED = 4096  # smaller tensors stay in the own bytes: not worth tying two models together
 
 
 def tensor_ranges(data: bytes) -> tuple[int, list[tuple[int, int]]]:
@@ -51,7 +53,7 @@ def pieces_of(data: bytes, base_name: str, base: bytes) -> tuple[list[list], byt
     for begin, end in ranges:
         if begin > position:  # padding between tensors
             add_own(data[position:begin])
-        found = shared.get(hashlib.sha256(data[begin:end]).digest()) if end > begin else None
+        found = shared.get(hashlib.sha256(data[begin:end]).digest()) if end - begin >= MIN_SHARED else None
         if found is None:
             add_own(data[begin:end])
         else:
@@ -72,16 +74,24 @@ def main() -> None:
     data = read_model_file(folder, WEIGHTS)
     pieces, own = pieces_of(data, args.base, (base_folder / WEIGHTS).read_bytes())
     recipe = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pieces": pieces}
-    (folder / (WEIGHTS + OWN_SUFFIX)).write_bytes(own)
-    (folder / (WEIGHTS + PIECES_SUFFIX)).write_text(json.dumps(recipe, indent=1) + "\n", encoding="utf-8")
-    if (folder / WEIGHTS).exists():
-        (folder / WEIGHTS).rename(folder / (WEIGHTS + ".whole"))  # out of the way while checking
-    try:
-        assert read_model_file(folder, WEIGHTS) == data
-    except BaseException:
-        (folder / (WEIGHTS + ".whole")).rename(folder / WEIGHTS)
-        raise
-    (folder / (WEIGHTS + ".whole")).unlink(missing_ok=True)
+    # assembled and checked in a scratch copy of the folder first: the model's own folder
+    # changes only once the pieces are known to make the file
+    with tempfile.TemporaryDirectory(dir=PACKAGE, prefix=".pack-") as scratch:
+        check = Path(scratch) / args.model
+        check.mkdir()
+        (check / (WEIGHTS + OWN_SUFFIX)).write_bytes(own)
+        (check / (WEIGHTS + PIECES_SUFFIX)).write_text(json.dumps(recipe, indent=1) + "\n", encoding="utf-8")
+        # pieces name their base as MODEL/FILE beside the folder: the base must be a sibling here too
+        (Path(scratch) / args.base).symlink_to(base_folder)
+        if read_model_file(check, WEIGHTS) != data:
+            raise SystemExit(f"{args.model}: the pieces do not make the file; nothing changed")
+        whole = folder / WEIGHTS
+        backup = folder / f".{WEIGHTS}.whole"  # hidden: not a model file while both forms exist
+        if whole.exists():
+            whole.replace(backup)
+        for name in (WEIGHTS + OWN_SUFFIX, WEIGHTS + PIECES_SUFFIX):
+            (check / name).replace(folder / name)
+        backup.unlink(missing_ok=True)
     print(f"{args.model}: {len(data):,} bytes stored as {len(own):,} own bytes + "
           f"{len(data) - len(own):,} read from {args.base} ({len(pieces)} pieces)")
 

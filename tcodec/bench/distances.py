@@ -78,11 +78,12 @@ def frechet_distance(x: np.ndarray, y: np.ndarray, what: str = "samples") -> flo
 
 
 def kernel_distance(x: np.ndarray, y: np.ndarray, what: str = "samples", subsets: int = KID_SUBSETS,
-                    subset_size: int = KID_SUBSET_SIZE, seed: int = KID_SEED) -> tuple[float, float, int]:
+                    subset_size: int = KID_SUBSET_SIZE, seed: int = KID_SEED) -> tuple[float, float | None, int, int]:
     """KID (Binkowski et al., ICLR 2018): the unbiased estimate of MMD^2 with the kernel
     k(a, b) = (a.b / d + 1)^3, on ``subsets`` pairs of random subsets of m = min(subset_size,
-    n_x, n_y) rows each (drawn without replacement, numpy's default_rng(seed)). Returns the
-    mean and standard deviation over the subsets, and m. Near 0 for samples of one
+    n_x, n_y) rows each (drawn without replacement, numpy's default_rng(seed)); one estimate
+    on the whole sets where m is the size of both. Returns the mean and standard deviation
+    over the subsets (None for one), m and the number of subsets. Near 0 for samples of one
     distribution; it can be slightly negative (identical sets give -2 (mean k(a, a) - mean
     k(a, b), a != b) / m).
 
@@ -92,6 +93,8 @@ def kernel_distance(x: np.ndarray, y: np.ndarray, what: str = "samples", subsets
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     _check(x, y, what)
     m = min(subset_size, len(x), len(y))
+    if m == len(x) == len(y):  # every "subset" would be the whole of both sets: one estimate
+        subsets = 1
     dims = x.shape[1]
     rng = np.random.default_rng(seed)
     estimates = []
@@ -101,7 +104,7 @@ def kernel_distance(x: np.ndarray, y: np.ndarray, what: str = "samples", subsets
         k_aa, k_bb, k_ab = ((a @ a.T / dims + 1) ** 3, (b @ b.T / dims + 1) ** 3, (a @ b.T / dims + 1) ** 3)
         within = (k_aa.sum() - np.trace(k_aa) + k_bb.sum() - np.trace(k_bb)) / (m * (m - 1))
         estimates.append(within - 2 * k_ab.mean())
-    return float(np.mean(estimates)), float(np.std(estimates)), m
+    return float(np.mean(estimates)), float(np.std(estimates)) if subsets > 1 else None, m, subsets
 
 
 def clip_mmd(x: np.ndarray, y: np.ndarray, what: str = "samples", sigma: float = CMMD_SIGMA,

@@ -115,7 +115,7 @@ def st_lpips_alex(reference, decoded) -> float:
     identical images."""
     import torch
 
-    network = st_lpips_network()
+    network = _st_lpips_network()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as for MS-SSIM: a job keeps to one core
     try:
@@ -132,7 +132,7 @@ def _unit_tensor(pixels):
 
 
 @cache
-def st_lpips_network():
+def _st_lpips_network():
     """The network once per process, its weights from the installed wheel (a trusted
     file of a pinned package, read by torch.load with weights_only=True)."""
     from stlpips_pytorch import stlpips
@@ -335,10 +335,10 @@ def fid_patches(reference_rows, decoded_rows) -> tuple[float, dict]:
 
 def kid_patches(reference_rows, decoded_rows) -> tuple[float, dict]:
     """KID's mean over subsets, between the patches of the reference and decoded images."""
-    from tcodec.bench.distances import KID_SUBSETS, PATCH, kernel_distance
+    from tcodec.bench.distances import PATCH, kernel_distance
 
-    mean, std, size = _distance(kernel_distance, reference_rows, decoded_rows, f"{PATCH}x{PATCH} patches")
-    return mean, {"std": std, "subsets": KID_SUBSETS, "subset_size": size}
+    mean, std, size, subsets = _distance(kernel_distance, reference_rows, decoded_rows, f"{PATCH}x{PATCH} patches")
+    return mean, {"std": std, "subsets": subsets, "subset_size": size}
 
 
 def cmmd_images(reference_rows, decoded_rows) -> tuple[float, dict]:

@@ -30,8 +30,9 @@ AVERAGING = ("bpp (8 x file bytes / pixels) and every metric are computed per im
 DATASET_METHOD = ("FID and KID on 256x256 patches of every reference and decoded image, as HiFiC's FID/256: the "
                   "grid of non-overlapping patches from the top-left corner, then the same grid shifted by 128 px "
                   "down and right (8 patches from a 768x512 image); pytorch-fid's Inception-v3 pool features "
-                  "(2048-d). KID: unbiased MMD^2 with the cubic polynomial kernel, mean over 100 subsets of "
-                  "min(1000, patches) patches. CMMD: CLIP ViT-L/14-336 embeddings of the whole images (centre "
+                  "(2048-d); FID from fewer samples than 2048 is strongly biased upwards: compare it only within "
+                  "one run. KID: unbiased MMD^2 with the cubic polynomial kernel, mean over 100 subsets of "
+                  "min(1000, patches) patches (one estimate on all of them where there are at most 1000). CMMD: CLIP ViT-L/14-336 embeddings of the whole images (centre "
                   "square, 336x336), MMD^2 with a Gaussian RBF kernel (sigma 10) x 1000.")
 SUMMARY_COLUMNS = ("codec", "quality", "images", "bpp", "PSNR-RGB (dB)", "MS-SSIM-RGB", "enc (ms)", "dec (ms)",
                    "peak mem (MiB)")

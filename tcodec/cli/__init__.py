@@ -383,6 +383,8 @@ def models_list() -> None:
         state = status(name)
         where = f"installed in {state['folder']}" if state["installed"] else "not installed"
         model_hash = f"  hash {state['hash'][:16]}" if state["hash"] else ""
+        if "problem" in state:
+            model_hash = f"  damaged: {state['problem']}"
         print(f"{name:<24} {entry.backend:<5} {where}{model_hash}")
         print(f"{'':<24} {entry.notes}; source {entry.source}; licence {entry.license}")
 

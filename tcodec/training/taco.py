@@ -241,10 +241,13 @@ def train(config_path: Path) -> None:
         for module in model.modules():
             if isinstance(module, (Injector, Extractor)):
                 module.requires_grad_(False)
-    for name, parameter in model.named_parameters():
-        if name.startswith(tuple(recipe.frozen)):
+    for prefix in recipe.frozen:
+        matched = [p for name, p in model.named_parameters() if name.startswith(prefix)]
+        if not matched:
+            raise InputError(f"frozen = {prefix!r} names no parameter of the model")
+        for parameter in matched:
             parameter.requires_grad_(False)
-    perceptual = perceptual_distance() if recipe.perceptual else None
+    perceptual = perceptual_distance(device) if recipe.perceptual else None
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
@@ -286,12 +289,12 @@ def train(config_path: Path) -> None:
             _save(model, checkpoint, step)
 
 
-def perceptual_distance():
+def perceptual_distance(device: torch.device):
     """ST-LPIPS (alex) per image of a batch in [0, 1], differentiable in its inputs; the
-    network itself stays fixed."""
-    from tcodec.bench.metrics import st_lpips_network
+    network itself stays fixed (its own instance: the bench's is shared and on the CPU)."""
+    from stlpips_pytorch import stlpips
 
-    network = st_lpips_network()
+    network = stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False).eval().to(device)
     network.requires_grad_(False)
 
     def distance(decoded: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,19 @@ def write_run(tmp_path, iterations):
     return config
 
 
+def train_branch(tmp_path, keys: str):
+    """Train run.toml for 2 steps, then a branch of it with ``keys`` for 2 more; the
+    weights before and after the branch."""
+    from safetensors.torch import load_file
+
+    train.train(tmp_path / "run.toml")
+    branch = tmp_path / "branch.toml"
+    branch.write_text('base = "run.toml"\n[train]\ncheckpoint = "branch/model.safetensors"\n'
+                      'init = "run/model.safetensors"\niterations = 4\n' + keys)
+    train.train(branch)
+    return load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "branch" / "model.safetensors")
+
+
 def test_trains_checkpoints_resumes_and_exports(tmp_path):
     config = write_run(tmp_path, 2)
     train.train(config)
@@ -91,19 +104,11 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_a_frozen_text_adapter_stays_as_it_was(tmp_path, device):
-    from safetensors.torch import load_file
-
     from tcodec.models.layers import Extractor, Injector
     from tcodec.models.taco import TacoModel
 
     config = write_run(tmp_path, 2)
-    train.train(config)
-    branch = tmp_path / "branch.toml"
-    branch.write_text(f'base = "run.toml"\n[train]\ncheckpoint = "branch/model.safetensors"\n'
-                      f'init = "run/model.safetensors"\niterations = 4\nfreeze_text_adapter = true\n'
-                      f'device = "{device}"\n')
-    train.train(branch)
-    before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "branch" / "model.safetensors")
+    before, after = train_branch(tmp_path, f'freeze_text_adapter = true\ndevice = "{device}"\n')
     model = TacoModel(train.load_config(config)[0])
     adapter = {f"{name}.{key}" for name, module in model.named_modules() if isinstance(module, (Injector, Extractor))
                for key, _ in module.named_parameters()}
@@ -203,3 +208,32 @@ def test_the_parameter_networks_stage_with_no_steps_saves_the_calibrated_grids(t
     assert json.loads((tmp_path / "grids" / "model.json").read_text()) == {"iteration": 2}
     assert all(torch.equal(before[k], after[k]) for k in before)  # no step taken
     assert after["h_s.increase.0.output_step"] != 1  # calibrated
+
+
+def test_a_perceptual_branch_trains_with_st_lpips_and_keeps_frozen_parts(tmp_path):
+    pytest.importorskip("stlpips_pytorch")
+    write_run(tmp_path, 2)
+    before, after = train_branch(tmp_path, 'perceptual = 3.5\nfrozen = ["h_s.", "entropy_parameters_anchor."]\n')
+    frozen = [key for key in before if key.startswith(("h_s.", "entropy_parameters_anchor."))]
+    assert frozen and all(torch.equal(before[key], after[key]) for key in frozen)
+    synthesis = [key for key in before if key.startswith("g_s.")]
+    assert not all(torch.equal(before[key], after[key]) for key in synthesis)  # the rest trains
+    log = (tmp_path / "branch" / "model.log.csv").read_text().splitlines()
+    assert log[0].endswith(",st_lpips_alex")
+    distances = [float(line.split(",")[-1]) for line in log[1:]]
+    assert len(distances) == 2 and all(0 < d < 1 for d in distances)
+
+
+def test_holdout_leaves_every_nth_image_out_of_training(tmp_path):
+    write_run(tmp_path, 2)
+    folders = [str(tmp_path / "images")]
+    everything = train.find_images(folders)
+    assert train.held_out(folders, 2) == everything[::2]
+    assert train.find_images(folders, 2) == everything[1::2]
+    assert train.held_out(folders, 0) == [] and train.find_images(folders, 0) == everything
+
+
+def test_a_frozen_prefix_that_names_nothing_is_refused(tmp_path):
+    write_run(tmp_path, 2)
+    with pytest.raises(InputError, match="frozen = 'g_x.' names no parameter"):
+        train_branch(tmp_path, 'frozen = ["g_x."]\n')
