@@ -21,6 +21,8 @@ from tcodec.format.container import Container
 from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"
+# -O tune=NAME picks the model trained for that kind of quality
+TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1"}
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
 # Memory grows with the coded area (benchmarks/bench_taco_large.py measures it). Larger
@@ -31,18 +33,32 @@ TILE = 2048  # a multiple of the model's downsampling (64); 4 megapixels
 MAX_TILES = 64  # the container's stream limit: 64 tiles cover about 268 megapixels
 
 
+def model_name(options: Mapping[str, str]) -> str:
+    """The model an encode uses: ``-O model``, or the one ``-O tune`` picks, or the default."""
+    if "tune" not in options:
+        return options.get("model", DEFAULT_MODEL)
+    if options["tune"] not in TUNINGS:
+        raise InputError(f"-O tune={options['tune']}: choose {' or '.join(TUNINGS)}")
+    if "model" in options:
+        raise InputError("-O tune picks the model: give -O model or -O tune, not both")
+    return TUNINGS[options["tune"]]
+
+
 class TacoBackend(Backend):
     name = "taco"
     quality_range = (1, 8)
     default_quality = 3
     options = {"model": f"a model from `tcodec models list`, {OFFICIAL_FAMILY} (quality picks the checkpoint), "
-                        f"or a model folder; default {DEFAULT_MODEL}"}
+                        f"or a model folder; default {DEFAULT_MODEL}",
+               "tune": "psnr (default: fidelity to the pixels) or perceptual (a model trained for what the eye "
+                       f"sees, {TUNINGS['perceptual']}: sharper texture, a little lower PSNR)"}
     decode_options = {"model": "the model (name or folder) to decode with; default: the installed model "
                                "whose hash the file carries"}
     caption_use = "encoder"
 
     def settings(self, options: Mapping[str, str]) -> dict[str, object]:
-        return {"model": DEFAULT_MODEL, **options}
+        # -O tune is only a way to name the model: the same settings as -O model=<that model>
+        return {**{k: v for k, v in options.items() if k != "tune"}, "model": model_name(options)}
 
     def model_hash(self, options: Mapping[str, str]) -> str | None:
         """The hash of ``-O model``'s weights; for taco-official (one checkpoint per quality)
@@ -51,7 +67,7 @@ class TacoBackend(Backend):
 
         from tcodec.weights import model_hash, resolve
 
-        name = options.get("model", DEFAULT_MODEL)
+        name = model_name(options)
         if name != OFFICIAL_FAMILY:
             return model_hash(resolve(name)[1])
         hashes = [model_hash(resolve(f"{OFFICIAL_FAMILY}-{q}")[1]) for q in range(1, OFFICIAL_RATES + 1)]
@@ -70,7 +86,7 @@ class TacoBackend(Backend):
 
         tiles = tiles_of(image.width, image.height, InputError)
         torch_device = resolve_device(device)
-        name = options.get("model", DEFAULT_MODEL)
+        name = model_name(options)
         rgb = image.convert("RGB")
 
         def tile(i: int):  # made when needed: 64 float tiles at once would take gigabytes

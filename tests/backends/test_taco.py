@@ -324,3 +324,25 @@ def test_no_taco_file_under_300_bytes_makes_the_decoder_work_beyond_its_bound(mo
         return
     padded = -(-width // 64) * 64 * -(-height // 64) * 64
     assert padded * per_pixel * b_min <= 8 * len(stream) + 128
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tune": "ssim"}, r"-O tune=ssim: choose psnr or perceptual"),
+    ({"tune": "perceptual", "model": "tcodec-taco-v4"}, r"give -O model or -O tune, not both"),
+])
+def test_a_tune_that_cannot_be_honoured_is_an_input_error(card, options, message):
+    with pytest.raises(InputError, match=message):
+        tcodec.encode(card, "taco", 3, options=options)
+
+
+def test_tune_perceptual_encodes_with_the_perceptual_model_and_decodes_by_its_hash(card, monkeypatch):
+    from tcodec.backends.taco import DEFAULT_MODEL, TUNINGS
+    from tcodec.weights import model_folder
+
+    monkeypatch.delenv("TCODEC_MODELS", raising=False)
+    perceptual = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "perceptual"})
+    psnr_tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "psnr"})
+    assert unpack(perceptual).model_hash == bytes.fromhex(model_hash(model_folder(TUNINGS["perceptual"]))[:16])
+    assert psnr_tuned == tcodec.encode(card, "taco", 3, caption="a test card", options={"model": DEFAULT_MODEL})
+    assert perceptual != psnr_tuned
+    assert tcodec.decode(perceptual).size == card.size
