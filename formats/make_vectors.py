@@ -40,7 +40,7 @@ def vectors() -> dict[str, bytes]:
         **{f"taco-{version}-rgb": api.encode(LoadedImage(sample_image(80, 56)), "taco", 3.5,
                                              caption="a colourful test card", store_caption=True,
                                              options={"model": f"tcodec-taco-{version}"})
-           for version in ("v1", "v2", "v3", "v4")},
+           for version in ("v1", "v2", "v3", "v4", "p1")},
         # Container-level only: opaque streams in a learned backend's layout.
         "taco-container": pack(Container(
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",

@@ -13,7 +13,7 @@ NAMES = sorted(p.stem for p in VECTORS.glob("*.tcz"))
 
 
 def test_there_are_vectors_for_every_decodable_backend():
-    assert {"jpeg-rgb", "jpeg-gray-caption", "taco-v1-rgb", "taco-v2-rgb", "taco-v3-rgb", "taco-v4-rgb", "taco-container"} <= set(NAMES)
+    assert {"jpeg-rgb", "jpeg-gray-caption", "taco-v1-rgb", "taco-v2-rgb", "taco-v3-rgb", "taco-v4-rgb", "taco-p1-rgb", "taco-container"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
