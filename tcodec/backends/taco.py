@@ -50,8 +50,9 @@ class TacoBackend(Backend):
     default_quality = 3
     options = {"model": f"a model from `tcodec models list`, {OFFICIAL_FAMILY} (quality picks the checkpoint), "
                         f"or a model folder; default {DEFAULT_MODEL}",
-               "tune": "psnr (default: fidelity to the pixels) or perceptual (a model trained for what the eye "
-                       f"sees, {TUNINGS['perceptual']}: sharper texture, a little lower PSNR)"}
+               "tune": "psnr (default: fidelity to the pixels) or perceptual (experimental: "
+                       f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS in its loss; it wins on ST-LPIPS and "
+                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP; see training/MODEL_CARD.md)"}
     decode_options = {"model": "the model (name or folder) to decode with; default: the installed model "
                                "whose hash the file carries"}
     caption_use = "encoder"
