@@ -24,6 +24,7 @@ from pathlib import Path
 from bench_perceptual_kodak import bd_rates, load_curve, metric_label, shown
 from tcodec.bench.report import markdown_table
 from tcodec.training.taco import captions_for, held_out, load_config
+from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "training" / "taco-p1-release.toml"
@@ -48,7 +49,8 @@ def held_out_folder(folder: Path, limit: int | None) -> None:
 
 def bench(photos: Path, output: Path, jobs: int, *arguments: str) -> None:
     command = [sys.executable, "-m", "tcodec", "bench", str(photos), "--metrics", METRICS, "-j", str(jobs),
-               "--no-plots", "--captions", str(photos.parent / "captions.jsonl"), *arguments, "-o", str(output)]
+               "--no-plots", "--captions", str(photos.parent / "captions.jsonl"),
+               "--cache", str(cache_dir() / "bench" / "holdout.jsonl"), *arguments, "-o", str(output)]
     print("$", " ".join(command[2:]), flush=True)
     if subprocess.run(command).returncode:
         raise SystemExit("tcodec bench failed")

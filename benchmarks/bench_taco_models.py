@@ -1,0 +1,57 @@
+"""Encode and decode times of packaged taco models side by side, in one process.
+
+    python benchmarks/bench_taco_models.py                                  # v4 and p1, 4 Kodak images
+    python benchmarks/bench_taco_models.py --models tcodec-taco-v3,tcodec-taco-v4 --repeats 5
+
+Each model is loaded once (a warm-up encode and decode first); then, for each image, the
+best of ``--repeats`` whole ``tcodec.encode`` / ``tcodec.decode`` calls at quality 3, the
+models taking turns so that a slower minute of the machine hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import tcodec
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def best_of(repeats: int, call) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tcodec-taco-v4,tcodec-taco-p1")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    models = args.models.split(",")
+    images = sorted(KODAK.glob("kodim*.png"))[: args.images]
+    for model in models:  # load and warm up
+        tcodec.decode(tcodec.encode(images[0], "taco", 3, options={"model": model}))
+    totals = {model: [0.0, 0.0] for model in models}
+    print(f"{'image':<12}" + "".join(f"{m + ' enc/dec ms':>30}" for m in models))
+    for image in images:
+        row = f"{image.name:<12}"
+        for model in models:
+            encode, data = best_of(args.repeats, lambda: tcodec.encode(image, "taco", 3, options={"model": model}))
+            decode, _ = best_of(args.repeats, lambda: tcodec.decode(data))
+            totals[model][0] += encode
+            totals[model][1] += decode
+            row += f"{1000 * encode:>22.0f} / {1000 * decode:<5.0f}"
+        print(row)
+    print(f"{'mean':<12}" + "".join(f"{1000 * e / len(images):>22.0f} / {1000 * d / len(images):<5.0f}"
+                                    for e, d in totals.values()))
+
+
+if __name__ == "__main__":
+    main()
