@@ -350,7 +350,7 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(trained, lr=recipe.lr)
     log = checkpoint.with_suffix(".log.csv")
-    started_at, totals, clock = step, np.zeros(4), time.time()
+    started_at, totals, clock = step, np.zeros(5), time.time()
     while step < recipe.iterations:
         y, quality = batch()
         for group in optimizer.param_groups:
