@@ -128,14 +128,20 @@ def test_official_checkpoint_in_the_published_layout_loads_strictly(tmp_path, ol
         assert torch.equal(converted.state_dict()[key], value), key
 
 
-def test_import_pins_converts_and_installs(tmp_path, monkeypatch, torch):
+def import_random_official(name: str, path, old_names: bool, prefix: str, monkeypatch, torch):
+    """Save a randomly initialised model of ``name``'s configuration at ``path`` in the
+    official layout, and import it into a cache beside it; the installed folder."""
     from tcodec.models.taco import TacoConfig, TacoModel
 
-    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
-    config = weights.lock_entry("taco-official-2").config
+    monkeypatch.setenv("TCODEC_CACHE", str(path.parent / "cache"))
+    config = weights.lock_entry(name).config
+    torch.save(official_layout(TacoModel(TacoConfig.from_dict(config)), old_names, prefix), path)
+    return weights.import_file(name, path)
+
+
+def test_import_pins_converts_and_installs(tmp_path, monkeypatch, torch):
     path = tmp_path / "lambda_0.0008.pth.tar"
-    torch.save(official_layout(TacoModel(TacoConfig.from_dict(config)), True, "module."), path)
-    folder = weights.import_file("taco-official-2", path)
+    folder = import_random_official("taco-official-2", path, True, "module.", monkeypatch, torch)
     assert weights.status("taco-official-2")["installed"]
     assert weights._pins()["taco-official-2"]["lambda_0.0008.pth.tar"] == weights.sha256_file(path)
     assert weights.load_model("taco-official-2").config["source_sha256"] == weights.sha256_file(path)
@@ -489,13 +495,8 @@ def test_a_download_larger_than_models_lock_says_is_refused_and_leaves_nothing(t
 
 
 def test_an_imported_checkpoint_is_verified_by_its_pinned_model_hash(tmp_path, monkeypatch, torch):
-    from tcodec.models.taco import TacoConfig, TacoModel
-
-    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
-    config = weights.lock_entry("taco-official-3").config
     path = tmp_path / "renamed-by-the-user.pth.tar"
-    torch.save(official_layout(TacoModel(TacoConfig.from_dict(config)), False, ""), path)
-    folder = weights.import_file("taco-official-3", path)
+    folder = import_random_official("taco-official-3", path, False, "", monkeypatch, torch)
     assert weights.verify("taco-official-3") == []
     assert "source_file" not in json.loads((folder / "config.json").read_text())  # the name is not the model's
     stored = json.loads((folder / "config.json").read_text())

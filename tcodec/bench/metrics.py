@@ -133,8 +133,13 @@ def _unit_tensor(pixels):
 
 @cache
 def _st_lpips_network():
-    """The network once per process, its weights from the installed wheel (a trusted
-    file of a pinned package, read by torch.load with weights_only=True)."""
+    """The network once per process (the bench's, on the CPU)."""
+    return new_st_lpips_network()
+
+
+def new_st_lpips_network():
+    """ST-LPIPS (alex) in eval mode, its weights from the installed wheel (a trusted file of
+    a pinned package, read by torch.load with weights_only=True); training moves its own."""
     from stlpips_pytorch import stlpips
 
     return stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False).eval()

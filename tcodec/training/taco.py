@@ -292,9 +292,9 @@ def train(config_path: Path) -> None:
 def perceptual_distance(device: torch.device):
     """ST-LPIPS (alex) per image of a batch in [0, 1], differentiable in its inputs; the
     network itself stays fixed (its own instance: the bench's is shared and on the CPU)."""
-    from stlpips_pytorch import stlpips
+    from tcodec.bench.metrics import new_st_lpips_network
 
-    network = stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False).eval().to(device)
+    network = new_st_lpips_network().to(device)
     network.requires_grad_(False)
 
     def distance(decoded: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
