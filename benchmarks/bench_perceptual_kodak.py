@@ -124,7 +124,8 @@ def main() -> None:
     metric_keys = args.metrics.split(",")
     with timed(steps, "tables and plots"):
         curves = main_curves(out, list(tacos))
-        tables = [bd_against_avif(curves, metric_keys), caption_effect(out, list(tacos), metric_keys)]
+        tables = [bd_against_avif(curves, metric_keys), caption_effect(out, list(tacos), metric_keys),
+                  perceptual_against_v4(curves, metric_keys)]
         plot(curves, out)
     with timed(steps, "crops"):
         tables.append(crop_picture(out, args.crop, args.target_bpp, tacos))
@@ -309,6 +310,18 @@ def bd_against_avif(curves: list[RDCurve], metric_keys: list[str]) -> str:
             "MS-SSIM in dB. Taco with each image's own caption. The perceptual model was fine-tuned with "
             "ST-LPIPS (alex) in its loss; the other metrics are independent of its training.\n\n"
             + markdown_table(("metric", "better", *(curve.label for curve in others)), rows))
+
+
+def perceptual_against_v4(curves: list[RDCurve], metric_keys: list[str]) -> str:
+    """BD-rate of the perceptual model against taco v4 on each metric, and BD-PSNR."""
+    by_label = {curve.label: curve for curve in curves}
+    perceptual, v4 = by_label["taco-perceptual"], by_label["taco-v4"]
+    (row,) = bd_table([perceptual], v4, BD_METHOD, BD_MAX_BPP)
+    rates = bd_rates(perceptual, v4, metric_keys)
+    rows = [(*metric_label(key), shown(rates[key])) for key in metric_keys]
+    return ("## The perceptual model against taco v4\n\nBD-rate (%) as above, against taco v4; "
+            f"BD-PSNR {shown(row.bd_psnr, '+.2f')} dB.\n\n"
+            + markdown_table(("metric", "better", "taco-perceptual vs taco-v4"), rows))
 
 
 def caption_effect(out: Path, tacos: list[str], metric_keys: list[str]) -> str:
