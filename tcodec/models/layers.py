@@ -110,6 +110,36 @@ class ResidualBottleneck(nn.Module):
         return x
 
 
+class _ResidualUnit(nn.Module):
+    """relu(x + (1x1 -> 3x3 -> 1x1 at half width)), inside AttentionBlock."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, half, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(half, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu_(self.conv(x).add_(x))
+
+
+class AttentionBlock(nn.Module):
+    """x + a(x)·sigmoid(b(x)): the simplified attention of Cheng et al. (CVPR 2020), as
+    CompressAI's ``AttentionBlock`` (same parameter names, same values), written here so
+    that coding does not import CompressAI."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_a = nn.Sequential(*(_ResidualUnit(channels) for _ in range(3)))
+        self.conv_b = nn.Sequential(*(_ResidualUnit(channels) for _ in range(3)), nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_a(x) * torch.sigmoid(self.conv_b(x)) + x
+
+
 def run_layer(layer: nn.Module, x: Tensor) -> Tensor:
     """``layer(x)`` for the layers of a transform's sequence, whose inputs are their own
     activations: when no gradient is needed, residual blocks add into ``x`` in bands."""

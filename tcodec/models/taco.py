@@ -33,15 +33,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-with warnings.catch_warnings():  # CompressAI 1.2.8 scripts a function at import: torch warns
-    warnings.simplefilter("ignore", FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-    from compressai.layers import AttentionBlock
-    from compressai.models import CompressionModel
-    from compressai.models.base import get_scale_table
-
+from tcodec.models.entropy_models import FactorizedPrior, GaussianPrior
 from tcodec.models.integer import FINAL, SIGNED, IntegerLayer, calibrate, integer_layers, integer_network
 from tcodec.models.layers import (
+    AttentionBlock,
     ChannelContext,
     EntropyParameters,
     Extractor,
@@ -98,7 +93,7 @@ class TacoConfig:
         return cls(**data)
 
 
-def scale_indexes(gaussian_conditional: GaussianConditional, scales: Tensor) -> Tensor:
+def scale_indexes(gaussian_conditional: nn.Module, scales: Tensor) -> Tensor:
     """The table row of each scale: the first entry at or above it (the last for larger
     ones). The same integers as CompressAI's ``build_indexes``, which makes one pass over
     the tensor per table entry; a binary search costs the same at any table size."""
@@ -182,14 +177,30 @@ class HyperSynthesis(nn.Module):
         return self.increase(z_hat)
 
 
-class TacoModel(CompressionModel):
-    """TACO with configurable width, slices and rate gains; see the module docstring."""
+def _compressai():
+    """CompressAI's entropy models and its model base (for its buffer-resizing loader)."""
+    with warnings.catch_warnings():  # CompressAI 1.2.8 scripts a function at import: torch warns
+        warnings.simplefilter("ignore", FutureWarning)
+        import compressai.entropy_models
+        import compressai.models.base
+    return compressai
+
+
+class TacoModel(nn.Module):
+    """TACO with configurable width, slices and rate gains; see the module docstring.
+
+    ``trainable``: the priors are CompressAI's, which train and freeze their tables
+    (:meth:`update`, :meth:`aux_loss`); otherwise they are :mod:`tcodec.models.entropy_models`'
+    frozen ones, which code, refine latents and load the same state dict without
+    importing CompressAI (what a coding process loads).
+    """
 
     downsampling = 64  # g_a halves the size 4 times, h_a 2 more: inputs are padded to multiples of it
 
-    def __init__(self, config: TacoConfig = TacoConfig()) -> None:
+    def __init__(self, config: TacoConfig = TacoConfig(), *, trainable: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.trainable = trainable
         N, M, slices = config.N, config.M, config.slices
         self.g_a = AnalysisTransform(config)
         self.g_s = SynthesisTransform(config)
@@ -206,8 +217,13 @@ class TacoModel(CompressionModel):
         self.entropy_parameters_nonanchor = nn.ModuleList(
             EntropyParameters(M * 2 + (c * 4 if i else c * 2), c * 2) for i, c in enumerate(slices)
         )
-        self.gaussian_conditional = GaussianConditional(None)
-        self.entropy_bottleneck = EntropyBottleneck(N)
+        if trainable:
+            entropy_models = _compressai().entropy_models
+            self.gaussian_conditional = entropy_models.GaussianConditional(None)
+            self.entropy_bottleneck = entropy_models.EntropyBottleneck(N)
+        else:
+            self.gaussian_conditional = GaussianPrior()
+            self.entropy_bottleneck = FactorizedPrior(N)
         if config.integer_bits:
             self._make_integer(config.integer_bits)
         if config.rates:
@@ -218,12 +234,29 @@ class TacoModel(CompressionModel):
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Freeze the integer CDFs, by default over the config's scale table, and the
-        integer networks' weights (if any)."""
+        integer networks' weights (if any). Trainable models only."""
+        base = self._compressai_base("update")
         if scale_table is None:
-            scale_table = get_scale_table(*self.config.scale_table)
+            scale_table = _compressai().models.base.get_scale_table(*self.config.scale_table)
         for layer in self.integer_layers():
             layer.freeze()
-        return super().update(scale_table, force=force, update_quantiles=update_quantiles)
+        return base.update(self, scale_table, force=force, update_quantiles=update_quantiles)
+
+    def aux_loss(self) -> Tensor:
+        """The loss that fits the factorized prior's tail quantiles (trainable models)."""
+        return self._compressai_base("aux_loss").aux_loss(self)
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Loads either kind of prior's tables, whatever their sizes; a trainable model
+        also takes CompressAI's older names of the factorized prior's tensors."""
+        if self.trainable:
+            return _compressai().models.base.CompressionModel.load_state_dict(self, state_dict, strict=strict)
+        return super().load_state_dict(state_dict, strict=strict)
+
+    def _compressai_base(self, what: str):
+        if not self.trainable:
+            raise TypeError(f"{what} needs a trainable TacoModel (CompressAI's priors); this one only codes")
+        return _compressai().models.base.CompressionModel
 
     # --- integer entropy-parameter networks ----------------------------------------------
 

@@ -21,9 +21,9 @@ ARCHITECTURE = "taco"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def build(config: dict) -> TacoModel:
+def build(config: dict, *, trainable: bool = True) -> TacoModel:
     """The TacoModel a config.json describes, randomly initialised."""
-    return TacoModel(TacoConfig.from_dict(config[ARCHITECTURE]))
+    return TacoModel(TacoConfig.from_dict(config[ARCHITECTURE]), trainable=trainable)
 
 
 def load(folder: Path, config: dict) -> TacoModel:
@@ -38,7 +38,7 @@ def load(folder: Path, config: dict) -> TacoModel:
 
     try:
         state = load(read_model_file(folder, WEIGHTS_FILE))
-        model = build(config)
+        model = build(config, trainable=False)  # coding only: no CompressAI to import
         model.load_state_dict(state, strict=True)
         model.prepare_for_coding()
     except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError, OSError) as error:

@@ -132,3 +132,16 @@ def test_injector_without_gradients_equals_its_training_form():
     trained_form = injector(image, text)
     with torch.no_grad():
         assert torch.equal(injector(image, text), trained_form)
+
+
+def test_attention_block_is_compressais():
+    compressai_layers = pytest.importorskip("compressai.layers")
+    from tcodec.models.layers import AttentionBlock
+
+    torch.manual_seed(0)
+    reference = compressai_layers.AttentionBlock(16).eval()
+    block = AttentionBlock(16).eval()
+    block.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 16, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(block(x), reference(x))
