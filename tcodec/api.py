@@ -88,8 +88,8 @@ def encode(
     coded_caption = captions.encode(caption) if _caption_to_store(codec, caption, store_caption) else None
     encoder = codec.encoder(loaded.image, caption=caption, device=device, options=options)
 
-    def file_at(quality: float) -> bytes:
-        payload = encoder.encode(quality)
+    def file_at(quality: float, encode=encoder.encode) -> bytes:
+        payload = encode(quality)
         return pack(Container(
             backend=backend,
             quality=quality,
@@ -102,9 +102,15 @@ def encode(
             coded_caption=coded_caption,
         ))
 
+    final = encoder.final or encoder.encode
     if budget is None:
-        return file_at(quality)
-    return highest_fitting(encoder.qualities, file_at, budget)[1]
+        return file_at(quality, final)
+    quality, data = highest_fitting(encoder.qualities, file_at, budget)
+    if encoder.final is None:
+        return data
+    # the search ran on the fast encode; the final one (refined) must fit the budget too
+    refined = file_at(quality, final)
+    return refined if len(refined) <= budget else data
 
 
 def decode(source: TczSource, *, device: str = "auto", options: Mapping[str, str] | None = None,

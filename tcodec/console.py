@@ -30,17 +30,26 @@ def say(kind: str, text: str) -> None:
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[], None]]:
     """A Rich progress bar on stderr while it is a terminal (else nothing); yields the
-    function that advances it by one. Lines :func:`say` prints meanwhile go above it."""
-    if sys.stderr is None or not sys.stderr.isatty():
+    function that advances it by one. Lines :func:`say` prints meanwhile go above it.
+    While one bar shows, others (a slow file's steps inside a folder's files) show nothing."""
+    global _bar_showing
+    if sys.stderr is None or not sys.stderr.isatty() or _bar_showing:
         yield lambda: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    with Progress(label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
+    _bar_showing = True
+    try:
+        with Progress(label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda: bar.advance(task)
+    finally:
+        _bar_showing = False
+
+
+_bar_showing = False
 
 
 def parse_options(items: list[str], form: str = "KEY=VALUE") -> dict[str, str]:

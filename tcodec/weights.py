@@ -70,6 +70,9 @@ class LockEntry:
     text_encoder: str | None = None
     notes: str = ""
     package_path: str = ""  # for a "pypi:" source: the model's folder inside the installed distribution
+    # the rate-distortion trade-off of its lowest and highest quality (the loss it was
+    # trained with: bits/pixel + λ·255²·MSE, λ log-spaced between): what -O effort refines for
+    lambdas: tuple[float, ...] = ()
 
 
 def cache_dir() -> Path:

@@ -28,10 +28,13 @@ class Payload:
 @dataclass(frozen=True)
 class ImageEncoder:
     """One image, ready to be coded at any of ``qualities`` (ascending): what a rate
-    search calls several times, so a backend can do the quality-independent work once."""
+    search calls several times, so a backend can do the quality-independent work once.
+    ``final``, where given, is the slower encode that makes the file itself (a higher
+    effort); ``encode`` then only guides a rate search to its quality."""
 
     qualities: Sequence[float]
     encode: Callable[[float], Payload]
+    final: Callable[[float], Payload] | None = None
 
 
 def check_quality_range(name: str, quality: float, low: float, high: float, *, integer: bool,

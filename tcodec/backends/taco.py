@@ -17,6 +17,7 @@ from functools import lru_cache
 from PIL import Image
 
 from tcodec.backends.base import Backend, ImageEncoder, Payload, quality_grid
+from tcodec.console import progress_bar
 from tcodec.format.container import Container
 from tcodec.errors import FormatError, InputError
 
@@ -31,6 +32,20 @@ OFFICIAL_RATES = 6
 WHOLE_PIXELS = 16 * 2**20
 TILE = 2048  # a multiple of the model's downsampling (64); 4 megapixels
 MAX_TILES = 64  # the container's stream limit: 64 tiles cover about 268 megapixels
+# -O effort=N: steps of latent refinement (tcodec.models.refine), each costing about a
+# decode and its gradient; N = 0, today's encoder, is the default, "max" the last level
+EFFORT_STEPS = (0, 8, 16, 32, 64, 128)
+
+
+def effort_of(options: Mapping[str, str]) -> int:
+    """The effort level ``-O effort`` asks for (0 without it)."""
+    value = options.get("effort", "0")
+    top = len(EFFORT_STEPS) - 1
+    if value == "max":
+        return top
+    if not value.isdigit() or int(value) > top:
+        raise InputError(f"-O effort={value}: choose 0 to {top}, or max")
+    return int(value)
 
 
 def model_name(options: Mapping[str, str]) -> str:
@@ -52,14 +67,21 @@ class TacoBackend(Backend):
                         f"or a model folder; default {DEFAULT_MODEL}",
                "tune": "psnr (default: fidelity to the pixels) or perceptual (experimental: "
                        f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS in its loss; it wins on ST-LPIPS and "
-                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP; see training/MODEL_CARD.md)"}
+                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP; see training/MODEL_CARD.md)",
+               "effort": f"0 (default: the analysis transform's latents) to {len(EFFORT_STEPS) - 1} or max: refine "
+                         "this image's latents for its own rate and distortion, "
+                         f"{', '.join(map(str, EFFORT_STEPS[1:]))} steps (each about a decode and its gradient); "
+                         "smaller files at the same quality, read by any decoder of the model"}
     decode_options = {"model": "the model (name or folder) to decode with; default: the installed model "
                                "whose hash the file carries"}
     caption_use = "encoder"
 
     def settings(self, options: Mapping[str, str]) -> dict[str, object]:
         # -O tune is only a way to name the model: the same settings as -O model=<that model>
-        return {**{k: v for k, v in options.items() if k != "tune"}, "model": model_name(options)}
+        settings = {**{k: v for k, v in options.items() if k != "tune"}, "model": model_name(options)}
+        if "effort" in options:
+            settings["effort"] = effort_of(options)
+        return settings
 
     def model_hash(self, options: Mapping[str, str]) -> str | None:
         """The hash of ``-O model``'s weights; for taco-official (one checkpoint per quality)
@@ -86,8 +108,9 @@ class TacoBackend(Backend):
         from tcodec.models.taco import TacoModel
 
         tiles = tiles_of(image.width, image.height, InputError)
-        torch_device = resolve_device(device)
         name = model_name(options)
+        effort = effort_of(options)
+        torch_device = resolve_device(device)
         rgb = image.convert("RGB")
 
         def tile(i: int):  # made when needed: 64 float tiles at once would take gigabytes
@@ -107,6 +130,8 @@ class TacoBackend(Backend):
                            height=image.height, entropy_coder="constriction-range", model_hash=loaded.hash8)
 
         if name == OFFICIAL_FAMILY:  # one checkpoint per quality: nothing to share
+            if effort:
+                raise InputError(f"-O effort refines tcodec's own variable-rate models, not {OFFICIAL_FAMILY}")
             def official(quality: float) -> Payload:
                 if quality != int(quality) or not 1 <= quality <= OFFICIAL_RATES:
                     raise InputError(f"{OFFICIAL_FAMILY} has qualities 1 to {OFFICIAL_RATES} (one checkpoint each)")
@@ -116,18 +141,39 @@ class TacoBackend(Backend):
             return ImageEncoder(range(1, OFFICIAL_RATES + 1), official)
 
         loaded = _load(name, torch_device)
+        lambdas = _refinement_lambdas(loaded) if effort else None  # refused before any image work
         rates = loaded.model.config.rates
         text = _text(loaded, caption, torch_device)
         with torch.inference_mode():
             ys = [loaded.model.analyse(tile(i), text) for i in range(len(tiles))]
 
-        def variable_rate(quality: float) -> Payload:
+        def checked(quality: float) -> float | None:
             if rates and not 1 <= quality <= rates:
                 raise InputError(f"model {loaded.name} has qualities 1 to {rates}, not {quality:g}")
-            rate = quality if rates else None
+            return quality if rates else None
+
+        def variable_rate(quality: float) -> Payload:
+            rate = checked(quality)
             return payload(loaded, lambda coder, i: loaded.model.compress_analysed(ys[i], coder, quality=rate))
+
+        def refined(quality: float) -> Payload:
+            rate = checked(quality)
+            low, high = lambdas
+            lam = low * (high / low) ** ((rate - 1) / (rates - 1))
+            gains = loaded.model.gains(rate)
+            steps = EFFORT_STEPS[effort]
+            refiner = _refiner(name, torch_device)
+
+            def code(coder, i: int) -> None:
+                left, top, right, bottom = tiles[i]
+                with torch.inference_mode(False), torch.enable_grad():  # payload() codes in inference mode
+                    y, z = refiner.refine(tile(i), loaded.model.scaled(ys[i].clone(), rate), gains[1], lam, steps,
+                                          size=(bottom - top, right - left), progress=advance)
+                loaded.model.code_scaled(y, coder, z)
+            with progress_bar(steps * len(tiles), f"refining (effort {effort})") as advance:
+                return payload(loaded, code)
         qualities = quality_grid(1, rates, integer=False) if rates else self.qualities()
-        return ImageEncoder(qualities, variable_rate)
+        return ImageEncoder(qualities, variable_rate, refined if effort else None)
 
     def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
         tiles = _check_payload(container)  # before torch is imported: a bad file costs nothing
@@ -168,6 +214,29 @@ def _load(name_or_path: str, device):
     from tcodec.weights import load_model
 
     return load_model(name_or_path, device)
+
+
+@lru_cache(maxsize=4)
+def _refiner(name: str, device):
+    """The Refiner of ``_load(name, device)``'s model (a copy of its networks: made once)."""
+    from tcodec.models.refine import Refiner
+
+    return Refiner(_load(name, device).model)
+
+
+def _refinement_lambdas(loaded) -> tuple[float, float]:
+    """The λ of quality 1 and of the top quality that a variable-rate model was trained
+    for: from its config.json (models exported since), else from models.lock."""
+    from tcodec.weights import read_lock
+
+    entry = read_lock().get(loaded.name)
+    lambdas = loaded.config.get("lambdas") or (entry.lambdas if entry else ())
+    if len(lambdas) != 2 or not loaded.model.config.rates:
+        known = ", ".join(name for name, e in read_lock().items() if len(e.lambdas) == 2)
+        raise InputError(f"-O effort refines for the rate-distortion trade-off a model was trained with, and "
+                         f"neither models.lock nor its config.json gives one for {loaded.name} "
+                         f"(tcodec's own MSE models do: {known})")
+    return float(lambdas[0]), float(lambdas[1])
 
 
 def _text(loaded, caption: str | None, device):

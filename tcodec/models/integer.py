@@ -276,6 +276,26 @@ def integer_network(network: nn.Module, bits: int, output: str, quantize_input: 
     return nn.Sequential(*layers)
 
 
+def replace_with_float_layers(module: nn.Module) -> None:
+    """Swap every integer layer inside ``module`` for the plain float convolution it
+    stands for (its float weights, which a loaded model derives from the frozen integers;
+    activations not rounded): a differentiable stand-in for refining inputs through the
+    network. In place: for a copy of a model."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, IntegerLayer):
+            if isinstance(child, nn.ConvTranspose2d):
+                plain = nn.ConvTranspose2d(child.in_channels, child.out_channels, child.kernel_size,
+                                           stride=child.stride, padding=child.padding,
+                                           output_padding=child.output_padding)
+            else:
+                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                  stride=child.stride, padding=child.padding)
+            plain.weight, plain.bias = child.weight, child.bias
+            setattr(module, name, plain)
+        else:
+            replace_with_float_layers(child)
+
+
 def integer_layers(modules: Iterable[nn.Module]) -> list[IntegerLayer]:
     return [m for module in modules for m in module.modules() if isinstance(m, IntegerLayer)]
 

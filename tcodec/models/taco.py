@@ -388,13 +388,24 @@ class TacoModel(nn.Module):
     @torch.no_grad()
     def compress_analysed(self, y: Tensor, coder, quality: float | None = None) -> None:
         """Code ``analyse``'s output at one quality (a rate search calls this repeatedly)."""
+        self.code_scaled(self.scaled(y, quality), coder)
+
+    def scaled(self, y: Tensor, quality: float | None) -> Tensor:
+        """y times the rate gains of ``quality``: the latent that is rounded and coded."""
         gains = self.gains(quality)
-        if gains is not None:
-            y = y * gains[0]
-        z = self.h_a(y)
-        z_symbols = torch.round(z - self.entropy_bottleneck._get_medians())
+        return y if gains is None else y * gains[0]
+
+    @torch.no_grad()
+    def code_scaled(self, y: Tensor, coder, z: Tensor | None = None) -> None:
+        """Code a latent after the rate gains (``scaled``), and first its hyper-latent:
+        ``z`` (refined) or h_a(y)."""
+        z_symbols = self.z_symbols(y) if z is None else torch.round(z - self.entropy_bottleneck._get_medians())
         coder.code_factorized(z_symbols, self.entropy_bottleneck)
         self._code_latent(self._dequantize_z(z_symbols), coder, y=y)
+
+    def z_symbols(self, y: Tensor) -> Tensor:
+        """The hyper-latent's symbols for a scaled latent."""
+        return torch.round(self.h_a(y) - self.entropy_bottleneck._get_medians())
 
     @torch.no_grad()
     def decompress(self, coder, z_size: tuple[int, int], quality: float | None = None) -> Tensor:
@@ -429,8 +440,13 @@ class TacoModel(nn.Module):
         pass works on its half of the positions, packed (``layers.pack``): the 1x1
         parameter networks and the local context compute only what the pass codes.
         """
+        return self.walk_latent(self.h_s(z_hat), y, lambda scales, means, y_pass:
+                                self._code_pass(coder, scales, means, y_pass))
+
+    def walk_latent(self, hyper: Tensor, y: Tensor | None, code_pass) -> Tensor:
+        """The coding order of :meth:`_code_latent` with the hyper-decoder's output given:
+        ``code_pass(scales, means, y_pass)`` returns the pass's ŷ (packed positions)."""
         dtype = torch.float64
-        hyper = self.h_s(z_hat)
         hyper_anchor, hyper_nonanchor = _halves(hyper)
         y_slices = y.to(dtype).split(self.config.slices, dim=1) if y is not None else [None] * len(self.config.slices)
         decoded: list[Tensor] = []
@@ -439,14 +455,13 @@ class TacoModel(nn.Module):
             ctx_anchor, ctx_nonanchor = _halves(channel_ctx)
             y_anchor, y_nonanchor = _halves(y_slice)
             scales, means = self._anchor_parameters(i, hyper_anchor, ctx_anchor)
-            y_hat_anchor = self._code_pass(coder, scales, means, y_anchor)
+            y_hat_anchor = code_pass(scales, means, y_anchor)
             local = self.local_context[i]
             local_ctx = (local.checkerboard(y_hat_anchor) if self.config.integer_bits
                          else checkerboard_context(local, y_hat_anchor))
             scales, means = self._nonanchor_parameters(i, hyper_nonanchor, ctx_nonanchor, local_ctx)
-            y_hat_nonanchor = self._code_pass(coder, scales, means, y_nonanchor)
-            y_hat = torch.empty((1, self.config.slices[i], *hyper.shape[-2:]), dtype=dtype, device=hyper.device)
-            decoded.append(unpack_into(unpack_into(y_hat, y_hat_anchor, anchor=True), y_hat_nonanchor, anchor=False))
+            y_hat_nonanchor = code_pass(scales, means, y_nonanchor)
+            decoded.append(unpack_checkerboard(y_hat_anchor, y_hat_nonanchor, hyper.shape[-2:]))
         return torch.cat(decoded, dim=1)
 
     def _code_pass(self, coder, scales: Tensor, means: Tensor, y: Tensor | None) -> Tensor:
@@ -454,6 +469,12 @@ class TacoModel(nn.Module):
         indexes = scale_indexes(self.gaussian_conditional, scales)
         symbols = None if y is None else torch.round(y - means)
         return coder.code_gaussian(symbols, indexes, self.gaussian_conditional).to(means.dtype) + means
+
+
+def unpack_checkerboard(anchor: Tensor, nonanchor: Tensor, size) -> Tensor:
+    """The full (1, C, H, W) tensor whose anchor and non-anchor positions were packed."""
+    full = torch.empty((1, anchor.shape[1], *size), dtype=anchor.dtype, device=anchor.device)
+    return unpack_into(unpack_into(full, anchor, anchor=True), nonanchor, anchor=False)
 
 
 def _halves(x: Tensor | None) -> tuple[Tensor | None, Tensor | None]:

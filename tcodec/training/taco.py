@@ -405,7 +405,9 @@ def export(config_path: Path, name: str, folder: Path | None = None, half: bool 
     iteration = json.loads(Path(recipe.checkpoint).with_suffix(".json").read_text())["iteration"]
     packaged = Path(__file__).resolve().parent.parent / "data" / "models" / name
     folder = folder or packaged
-    model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half,
+    # the λ range -O effort refines for, where the loss is rate + λ·MSE alone
+    extra = {} if recipe.perceptual else {"lambdas": list(recipe.lambdas)}
+    model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half, **extra,
                             trained_iterations=iteration, recipe=str(config_path.name))
     print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")
     if folder == packaged:

@@ -346,3 +346,64 @@ def test_tune_perceptual_encodes_with_the_perceptual_model_and_decodes_by_its_ha
     assert psnr_tuned == tcodec.encode(card, "taco", 3, caption="a test card", options={"model": DEFAULT_MODEL})
     assert perceptual != psnr_tuned
     assert tcodec.decode(perceptual).size == card.size
+
+
+def test_a_refined_file_decodes_with_the_plain_decoder_in_fresh_processes(models_env, card, tmp_path):
+    options = {"model": str(models_env)}
+    plain = tcodec.encode(card, "taco", 3, options=options)
+    refined = tcodec.encode(card, "taco", 3, options={**options, "effort": "1"})
+    assert refined != plain
+
+    def header(data):
+        info = unpack(data)
+        return info.quality, info.width, info.height, info.model_hash, len(info.streams)
+    assert header(refined) == header(plain)  # the same format: only the coded latents differ
+    assert tcodec.encode(card, "taco", 3, options={**options, "effort": "1"}) == refined
+    path = tmp_path / "refined.tcz"
+    path.write_bytes(refined)
+    expected = tcodec.decode(refined).tobytes()
+    script = ("import sys, torch, tcodec\ntorch.set_num_threads(int(sys.argv[2]))\n"
+              "sys.stdout.buffer.write(tcodec.decode(sys.argv[1]).tobytes())")
+    for threads in ("1", "2"):
+        result = subprocess.run([sys.executable, "-c", script, str(path), threads], capture_output=True,
+                                env={**os.environ, "TCODEC_MODELS": str(models_env)}, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert result.stdout == expected
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"effort": "9"}, r"-O effort=9: choose 0 to 5, or max"),
+    ({"effort": "-1"}, r"-O effort=-1: choose 0 to 5, or max"),
+    ({"effort": "fast"}, r"-O effort=fast: choose"),
+    ({"effort": "1", "tune": "perceptual"}, r"neither models.lock nor its config.json gives one for tcodec-taco-p1"),
+    ({"effort": "1", "model": "taco-official"}, r"not taco-official"),
+])
+def test_an_effort_that_cannot_be_honoured_is_an_input_error(card, options, message):
+    with pytest.raises(InputError, match=message):
+        tcodec.encode(card, "taco", 3, options=options)
+
+
+def test_effort_max_is_the_top_level_and_settings_record_the_level():
+    from tcodec.backends.taco import EFFORT_STEPS, TacoBackend
+
+    top = len(EFFORT_STEPS) - 1
+    assert TacoBackend().settings({"effort": "max"})["effort"] == top
+    assert TacoBackend().settings({"effort": "2"})["effort"] == 2
+    assert "effort" not in TacoBackend().settings({})
+
+
+def test_a_budget_holds_for_the_refined_file(models_env, card):
+    options = {"model": str(models_env), "effort": "1"}
+    budget = len(tcodec.encode(card, "taco", 2.5, options={"model": str(models_env)}))
+    data = tcodec.encode(card, "taco", max_bytes=budget, options=options)
+    assert len(data) <= budget
+
+
+def test_tiles_are_refined_one_by_one(models_env, small_tiles):
+    from tcodec.sample import sample_image
+
+    image = sample_image(160, 100)
+    options = {"model": str(models_env), "effort": "1"}
+    data = tcodec.encode(image, "taco", 2, options=options)
+    assert len(unpack(data).streams) == 6
+    assert tcodec.decode(data).size == image.size
