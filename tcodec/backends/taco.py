@@ -170,7 +170,11 @@ class TacoBackend(Backend):
                     y, z = refiner.refine(tile(i), loaded.model.scaled(ys[i].clone(), rate), gains[1], lam, steps,
                                           size=(bottom - top, right - left), progress=advance)
                 loaded.model.code_scaled(y, coder, z)
-            with progress_bar(steps * len(tiles), f"refining (effort {effort})") as advance:
+            from tcodec.models.refine import windows
+
+            count = sum(len(windows(-(-(bottom - top) // 64) * 64, -(-(right - left) // 64) * 64))
+                        for left, top, right, bottom in tiles)
+            with progress_bar(steps * count, f"refining (effort {effort})") as advance:
                 return payload(loaded, code)
         qualities = quality_grid(1, rates, integer=False) if rates else self.qualities()
         return ImageEncoder(qualities, variable_rate, refined if effort else None)

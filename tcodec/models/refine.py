@@ -29,6 +29,8 @@ LEARNING_RATE = 0.02  # Adam's, decayed linearly to 0
 TEMPERATURES = (0.2, 0.05)  # of the soft rounding, from the first step to the last
 CHECK_EVERY = 8  # steps between measurements of the real cost (each costs a decode)
 SEED = 0  # of the Gumbel noise: the same image and settings give the same file
+WINDOW = 1024  # pixels: larger images are refined in windows of this size (memory)
+MARGIN = 64  # pixels of a window's surroundings refined with it; multiples of 64 keep z aligned
 
 
 class Refiner:
@@ -50,11 +52,43 @@ class Refiner:
                size: tuple[int, int], progress: Callable[[], None] | None = None) -> tuple[Tensor, Tensor]:
         """Latents (y after the rate gains, z) for the padded image ``x`` (1, 3, H, W) whose
         real size is ``size`` (height, width; only real pixels count), starting from the
-        analysis transform's ``y`` and its z. Returns the pair of lowest real cost, the
-        start itself if no step improved on it."""
+        analysis transform's ``y`` and its z; never of higher real cost than the start.
+
+        Memory grows with the area refined at once, so an image larger than WINDOW x
+        WINDOW pixels is refined window by window, each with MARGIN pixels of its
+        surroundings (refined with it, then dropped), and the windows' latents joined.
+        """
+        height, width = x.shape[-2:]
+        if height <= WINDOW and width <= WINDOW:
+            return self._refine(x, y, inverse_gain, lam, steps, size=size, progress=progress)
+        step, z_step = self.model.downsampling // 4, self.model.downsampling  # y is 1/16 of x, z 1/64
+        with torch.no_grad():
+            start = (y.float(), self.model.h_a(y).float())
+        joined = (start[0].clone(), start[1].clone())
+        for top, left, bottom, right in windows(height, width):
+            outer = (max(top - MARGIN, 0), max(left - MARGIN, 0), min(bottom + MARGIN, height),
+                     min(right + MARGIN, width))
+            real = (min(outer[2], size[0]) - outer[0], min(outer[3], size[1]) - outer[1])
+            if min(real) <= 0:  # padding only: nothing to refine for
+                continue
+            y_window, z_window = self._refine(
+                x[..., outer[0]:outer[2], outer[1]:outer[3]],
+                y[..., outer[0] // step:outer[2] // step, outer[1] // step:outer[3] // step],
+                inverse_gain, lam, steps, size=real, progress=progress)
+            for whole, part, s in ((joined[0], y_window, step), (joined[1], z_window, z_step)):
+                core = part[..., (top - outer[0]) // s:(bottom - outer[0]) // s,
+                            (left - outer[1]) // s:(right - outer[1]) // s]
+                whole[..., top // s:bottom // s, left // s:right // s] = core
+        distortion = _distortion(x, size, inverse_gain)
+        pixels = size[0] * size[1]
+        if self.real_cost(*joined, distortion, lam, pixels) < self.real_cost(*start, distortion, lam, pixels):
+            return joined[0].to(x.dtype), joined[1].to(x.dtype)
+        return start[0].to(x.dtype), start[1].to(x.dtype)
+
+    def _refine(self, x: Tensor, y: Tensor, inverse_gain: Tensor | None, lam: float, steps: int, *,
+                size: tuple[int, int], progress: Callable[[], None] | None = None) -> tuple[Tensor, Tensor]:
         model, relaxed = self.model, self.relaxed
         height, width = size
-        target = x[..., :height, :width].float()
         medians = model.entropy_bottleneck._get_medians().view(1, -1, 1, 1).float()
         with torch.no_grad():
             z = model.h_a(y).float()
@@ -65,11 +99,7 @@ class Refiner:
         anchor = checkerboard(*y.shape[-2:], device=y.device)[0]
         pixels = height * width
 
-        def distortion(y_hat: Tensor, decoder: TacoModel) -> Tensor:
-            y_hat = y_hat if inverse_gain is None else y_hat * inverse_gain
-            decoded = decoder.g_s(y_hat.contiguous(memory_format=torch.channels_last))  # the transforms' layout
-            return F.mse_loss(decoded[..., :height, :width], target)
-
+        distortion = _distortion(x, size, inverse_gain)
         best, best_cost = None, math.inf
         for step in range(steps + 1):
             if step % CHECK_EVERY == 0 or step == steps:
@@ -118,6 +148,26 @@ class Refiner:
         bits = -(torch.log2(model.entropy_bottleneck.likelihood(z_hat.float())).sum()
                  + torch.log2(model.gaussian_conditional.likelihood(y_hat, scales, means)).sum())
         return (bits / pixels + lam * 255**2 * distortion(y_hat, model)).item()
+
+
+def _distortion(x: Tensor, size: tuple[int, int], inverse_gain: Tensor | None):
+    """MSE(decoded, x) over the real pixels, for a latent after the rate gains and a decoder."""
+    height, width = size
+    target = x[..., :height, :width].float()
+
+    def distortion(y_hat: Tensor, decoder: TacoModel) -> Tensor:
+        y_hat = y_hat if inverse_gain is None else y_hat * inverse_gain
+        decoded = decoder.g_s(y_hat.contiguous(memory_format=torch.channels_last))  # the transforms' layout
+        return F.mse_loss(decoded[..., :height, :width], target)
+    return distortion
+
+
+def windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """The (top, left, bottom, right) windows a padded image of this size is refined in."""
+    if height <= WINDOW and width <= WINDOW:
+        return [(0, 0, height, width)]
+    return [(top, left, min(top + WINDOW, height), min(left + WINDOW, width))
+            for top in range(0, height, WINDOW) for left in range(0, width, WINDOW)]
 
 
 @torch.no_grad()

@@ -82,3 +82,18 @@ def test_the_coding_model_stays_as_it_was(setting, tiny_folder):
     fresh.code_scaled(y, coders[1])
     assert coders[0].to_bytes() == coders[1].to_bytes()
     assert all(layer.exact for layer in model.integer_layers())
+
+
+def test_large_images_are_refined_in_windows_and_joined(setting, monkeypatch):
+    from tcodec.models import refine as refine_module
+
+    monkeypatch.setattr(refine_module, "WINDOW", 64)
+    model, refiner, x, y, inverse_gain = setting
+    assert refine_module.windows(128, 192) == [(0, 0, 64, 64), (0, 64, 64, 128), (0, 128, 64, 192),
+                                               (64, 0, 128, 64), (64, 64, 128, 128), (64, 128, 128, 192)]
+    calls = []
+    y_joined, z_joined = refiner.refine(x, y, inverse_gain, LAMBDA, 4, size=tuple(x.shape[-2:]),
+                                        progress=lambda: calls.append(1))
+    assert len(calls) == 6 * 4
+    assert y_joined.shape == y.shape and z_joined.shape == model.h_a(y).shape
+    assert cost(setting, y_joined, z_joined) <= cost(setting, y, model.h_a(y))
