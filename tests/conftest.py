@@ -1,4 +1,6 @@
+import contextlib
 import io
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,32 @@ def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny-taco"
     save_model(tiny_model(), folder, "all-minilm-l6-v2", lambdas=[0.002, 0.05])  # as an export writes them
     return folder
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int, what: str = "a Ray call"):
+    """Fail (not hang) when the block runs longer than ``seconds`` (main thread, Unix)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray instance (2 CPUs) shared by every test that needs one: this process is
+    its driver (the Dataset API tests), CLI runs join it with --ray-address."""
+    ray = pytest.importorskip("ray")  # the Ray engine is an optional extra
+    pytest.importorskip("ray.data")
+    with time_limit(120, "starting Ray"):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

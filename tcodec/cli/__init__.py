@@ -122,7 +122,14 @@ def _options(
 BackendOpt = Annotated[str, typer.Option("--backend", "-m", help="jpeg, taco or perco (see `tcodec backends`).")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder, or - for stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite outputs that exist.")]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files converted in parallel (folders).")]
+JobsOpt = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, show_default=False,
+                                                help="Files converted in parallel (folders); default 1, with "
+                                                     "--engine ray one per CPU (GPU) of the cluster.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="Where a folder is converted: local (this machine) or ray "
+                                        "(a Ray cluster; also s3://, gs://, hdfs://, file:// URIs).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR",
+                                                      help="Ray cluster to join (auto, or host:port); default: "
+                                                           "start one on this machine for the run.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (learned backends).")]
 MaxPixelsOpt = Annotated[int, typer.Option(min=1, envvar="TCODEC_MAX_PIXELS", metavar="N",
                                            help="Refuse images of more pixels, checked before decoding them.")]
@@ -148,10 +155,12 @@ def encode(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE",
                                                         help="Backend option, e.g. -O subsampling=4:4:4.")] = None,
     device: DeviceOpt = "auto",
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = None,
     force: ForceOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Encode an image (or a folder of images) to .tcz."""
     options = parse_options(option or [])
@@ -161,17 +170,17 @@ def encode(
     caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
     limits = Limits(max_pixels, max_input_bytes)
 
-    def encode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
-        data = _read(source, limits)
-        loaded = load_image(data, name=str(source) if source else "<stdin>", limits=limits)
-        text = caption_source.for_image(source, root) if source else caption_source.text
+    def encode_one(data: bytes, name: str, caption_of: Callable[[], str | None]) -> tuple[bytes, batch.FileResult]:
+        loaded = load_image(data, name=name, limits=limits)
+        text = caption_of()
         encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
                              device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp,
                              limits=limits)
         pixels = loaded.image.width * loaded.image.height
         return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
 
-    _convert(Conversion(encode_one, ".tcz", IMAGE_SUFFIXES, "encoded", "output"), input, output, jobs, force)
+    conversion = batch.Conversion(encode_one, ".tcz", IMAGE_SUFFIXES, "encoded", "output", limits, caption_source)
+    _convert(conversion, input, output, jobs, force, Engine(engine, ray_address, device))
 
 
 @app.command()
@@ -183,45 +192,63 @@ def decode(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE",
                                                         help="Backend option, e.g. -O model=FOLDER (taco).")] = None,
     device: DeviceOpt = "auto",
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = None,
     force: ForceOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     max_input_bytes: MaxInputBytesOpt = DEFAULT_MAX_INPUT_BYTES,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Decode a .tcz file (or a folder of them) to an image."""
     from tcodec.cli.output_formats import image_bytes, resolve_format
 
     options = parse_options(option or [])
     api.check_device(device)
-    into_folder = output is not None and (Path(output).is_dir() or (input != "-" and Path(input).is_dir()))
+    into_folder = output is not None and (Path(output).is_dir() or (input != "-" and Path(input).is_dir())
+                                          or _is_uri(input) or _is_uri(output))
     fmt = resolve_format(format, output, output_is_folder=into_folder)
     limits = Limits(max_pixels, max_input_bytes)
 
-    def decode_one(source: Path | None, root: Path | None = None) -> tuple[bytes, batch.FileResult]:
-        data = _read(source, limits)
+    def decode_one(data: bytes, name: str, caption_of: Callable[[], str | None]) -> tuple[bytes, batch.FileResult]:
         container = api.read_info(data)
         written = image_bytes(container, fmt, device, options, limits)
         pixels = container.width * container.height
         return written, batch.FileResult(len(data), len(written), pixels)
 
-    _convert(Conversion(decode_one, fmt.suffix, frozenset({".tcz"}), "decoded", "input"), input, output, jobs, force)
+    conversion = batch.Conversion(decode_one, fmt.suffix, frozenset({".tcz"}), "decoded", "input", limits)
+    _convert(conversion, input, output, jobs, force, Engine(engine, ray_address, device))
 
 
 @dataclass(frozen=True)
-class Conversion:
-    """What encode and decode tell the shared file/stdin/folder logic."""
+class Engine:
+    """Where a folder is converted: ``local`` (threads here) or ``ray`` (tcodec.cli.ray_batch)."""
 
-    convert: Callable[..., tuple[bytes, batch.FileResult]]  # (source or None for stdin, folder root)
-    new_suffix: str  # of the outputs
-    suffixes: frozenset[str]  # inputs taken from a folder
-    verb: str  # for the summary: "encoded", "decoded"
-    bpp_of: str  # the side whose size gives the bpp: "output" (encode), "input" (decode)
+    name: str = "local"
+    ray_address: str | None = None
+    device: str = "auto"
 
 
-def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, force: bool) -> None:
+def _is_uri(location: str | None) -> bool:
+    return location is not None and "://" in location
+
+
+def _convert(conversion: batch.Conversion, input: str, output: str | None, jobs: int | None, force: bool,
+             engine: Engine = Engine()) -> None:
     """Shared by encode and decode: stdin/stdout, a single file, or a folder."""
+    if engine.name not in ("local", "ray"):
+        raise InputError(f"--engine must be local or ray, not {engine.name!r}")
+    if engine.name == "ray" and (_is_uri(input) or _is_uri(output) or (input != "-" and Path(input).is_dir())):
+        from tcodec.cli import ray_batch
+
+        started = time.perf_counter()
+        summary = ray_batch.convert_folder(conversion, input, output, engine.ray_address, device=engine.device,
+                                           jobs=jobs, force=force, report=say, label=labelled)
+        _finish(conversion, summary, started)
+        return
+    if _is_uri(input) or _is_uri(output):
+        raise InputError(f"{input if _is_uri(input) else output}: URIs are read and written with --engine ray")
     if input != "-" and Path(input).is_dir():
-        _convert_folder(conversion, Path(input), output, jobs, force)
+        _convert_folder(conversion, Path(input), output, jobs or 1, force)
         return
     source = None if input == "-" else Path(input)
     suffix = conversion.new_suffix
@@ -235,7 +262,7 @@ def _convert(conversion: Conversion, input: str, output: str | None, jobs: int, 
         # checked before the work; an output equal to the input is refused when written
         raise OutputExistsError(f"{output}: already exists (use --force to overwrite)")
     try:
-        data, result = conversion.convert(source)
+        data, result = conversion.convert_file(source)
     except TcodecError as error:
         raise labelled(error, "<stdin>" if source is None else input) from None
     for note in result.notes:
@@ -258,7 +285,7 @@ def _same_file(source: Path | None, output: str) -> bool:
         return False
 
 
-def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jobs: int, force: bool) -> None:
+def _convert_folder(conversion: batch.Conversion, folder: Path, output: str | None, jobs: int, force: bool) -> None:
     if output == "-":
         raise InputError("a folder cannot be written to stdout; give -o FOLDER")
     target_dir = Path(output) if output else folder
@@ -274,7 +301,7 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
         remove_stale_temps(parent)
 
     def process(job: batch.Job) -> batch.FileResult:
-        data, result = conversion.convert(job.source, folder)
+        data, result = conversion.convert_file(job.source, folder)
         # a file another run wrote meanwhile is kept without --force (counted as skipped)
         write_atomic(job.target, data, overwrite=force)
         return result
@@ -282,6 +309,11 @@ def _convert_folder(conversion: Conversion, folder: Path, output: str | None, jo
     started = time.perf_counter()
     summary = batch.run(planned, process, n_jobs=jobs, force=force, report=say, label=labelled)
     summary.failed += len(conflicts)
+    _finish(conversion, summary, started)
+
+
+def _finish(conversion: batch.Conversion, summary: batch.Summary, started: float) -> None:
+    """The summary line of a folder run, and exit code 6 if any file failed."""
     say("info", f"{summary.describe(conversion.verb, conversion.bpp_of)} in {time.perf_counter() - started:.1f} s")
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)

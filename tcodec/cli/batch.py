@@ -2,7 +2,9 @@
 
 A folder run mirrors the input tree under the output folder, skips outputs that exist
 (unless forced), reports a bad file and carries on with the rest. Each output is
-written atomically, so an interrupted run can simply be run again.
+written atomically, so an interrupted run can simply be run again. :class:`Conversion`
+is the per-file work that both engines run, this module's threads and
+:mod:`tcodec.cli.ray_batch`'s Ray actors.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from tcodec.caption_files import CaptionSource
 from tcodec.console import progress_bar
 from tcodec.errors import InputError, OutputExistsError, TcodecError
+from tcodec.fileio import read_input, read_stdin
+from tcodec.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,36 @@ class FileResult:
     bytes_out: int
     pixels: int
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What encode and decode tell the shared file/stdin/folder logic, and the one
+    per-file conversion every engine runs (``--engine local`` here, ``ray`` on workers,
+    which get this object pickled): the same bytes in give the same bytes out."""
+
+    # (input bytes, the input's name for messages, a function giving its caption on demand)
+    convert: Callable[[bytes, str, Callable[[], str | None]], tuple[bytes, FileResult]]
+    new_suffix: str  # of the outputs
+    suffixes: frozenset[str]  # inputs taken from a folder
+    verb: str  # for the summary: "encoded", "decoded"
+    bpp_of: str  # the side whose size gives the bpp: "output" (encode), "input" (decode)
+    limits: Limits
+    captions: CaptionSource | None = None  # encode's; decode takes none
+
+    def convert_file(self, source: Path | None, root: Path | None = None) -> tuple[bytes, FileResult]:
+        """Read ``source`` (None: stdin) and convert it; ``root``: the folder being converted,
+        against which ``--captions`` names are taken."""
+        if source is None:
+            data = read_stdin(self.limits.max_input_bytes)
+        else:
+            data = read_input(source, self.limits.max_input_bytes)
+        return self.convert(data, str(source) if source else "<stdin>", lambda: self.caption(source, root))
+
+    def caption(self, source: Path | None, root: Path | None = None) -> str | None:
+        if self.captions is None:
+            return None
+        return self.captions.for_image(source, root) if source else self.captions.text
 
 
 @dataclass
