@@ -227,11 +227,11 @@ def timed(steps: list[Step], name: str):
           flush=True)
 
 
-def bench(common: list[str], output: Path, *arguments: str) -> str:
-    """Run ``tcodec bench`` on Kodak into ``output``, showing what it prints; returns its
-    line on the metrics' cost per decoded image."""
-    kodak = os.path.relpath(KODAK)  # relative: the outputs do not record where this checkout lives
-    command = [sys.executable, "-m", "tcodec", "bench", kodak, *arguments, *common, "-o", str(output)]
+def bench(common: list[str], output: Path, *arguments: str, dataset: Path = KODAK) -> str:
+    """Run ``tcodec bench`` on Kodak (or ``dataset``) into ``output``, showing what it
+    prints; returns its line on the metrics' cost per decoded image."""
+    images = os.path.relpath(dataset)  # relative: the outputs do not record where this checkout lives
+    command = [sys.executable, "-m", "tcodec", "bench", images, *arguments, *common, "-o", str(output)]
     print("$", shlex.join(command[2:]), flush=True)
     cost = ""
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:

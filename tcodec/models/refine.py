@@ -26,7 +26,7 @@ from tcodec.models.layers import checkerboard
 from tcodec.models.taco import TacoModel, scale_indexes, unpack_checkerboard
 
 LEARNING_RATE = 0.02  # Adam's, decayed linearly to 0
-TEMPERATURES = (0.2, 0.05)  # of the soft rounding, from the first step to the last
+TEMPERATURES = (0.3, 0.1)  # of the soft rounding, from the first step to the last
 CHECK_EVERY = 8  # steps between measurements of the real cost (each costs a decode)
 SEED = 0  # of the Gumbel noise: the same image and settings give the same file
 WINDOW = 1024  # pixels: larger images are refined in windows of this size (memory)
