@@ -48,7 +48,11 @@ def test_grayscale_comes_back_grayscale(models_env, card):
 
 def test_fresh_process_decodes_identical_pixels_with_1_or_2_threads(models_env, card, tmp_path):
     data = tcodec.encode(card, "taco", 3, caption="a card", options={"model": str(models_env)})
-    path = tmp_path / "card.tcz"
+    assert_fresh_processes_decode_the_same(data, tmp_path / "card.tcz", models_env)
+
+
+def assert_fresh_processes_decode_the_same(data: bytes, path, models_env) -> None:
+    """A new process with 1 thread and one with 2 decode ``data`` to this process's pixels."""
     path.write_bytes(data)
     expected = tcodec.decode(data).tobytes()
     script = ("import sys, torch, tcodec\ntorch.set_num_threads(int(sys.argv[2]))\n"
@@ -359,16 +363,7 @@ def test_a_refined_file_decodes_with_the_plain_decoder_in_fresh_processes(models
         return info.quality, info.width, info.height, info.model_hash, len(info.streams)
     assert header(refined) == header(plain)  # the same format: only the coded latents differ
     assert tcodec.encode(card, "taco", 3, options={**options, "effort": "1"}) == refined
-    path = tmp_path / "refined.tcz"
-    path.write_bytes(refined)
-    expected = tcodec.decode(refined).tobytes()
-    script = ("import sys, torch, tcodec\ntorch.set_num_threads(int(sys.argv[2]))\n"
-              "sys.stdout.buffer.write(tcodec.decode(sys.argv[1]).tobytes())")
-    for threads in ("1", "2"):
-        result = subprocess.run([sys.executable, "-c", script, str(path), threads], capture_output=True,
-                                env={**os.environ, "TCODEC_MODELS": str(models_env)}, timeout=300)
-        assert result.returncode == 0, result.stderr.decode()[-2000:]
-        assert result.stdout == expected
+    assert_fresh_processes_decode_the_same(refined, tmp_path / "refined.tcz", models_env)
 
 
 @pytest.mark.parametrize("options, message", [
