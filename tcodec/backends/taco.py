@@ -105,7 +105,7 @@ class TacoBackend(Backend):
         import torch
 
         from tcodec.models import image_to_tensor, pad_to_multiple, resolve_device
-        from tcodec.models.taco import TacoModel
+        from tcodec.models.taco import TacoModel, rate_lambda
 
         tiles = tiles_of(image.width, image.height, InputError)
         name = model_name(options)
@@ -157,9 +157,10 @@ class TacoBackend(Backend):
             return payload(loaded, lambda coder, i: loaded.model.compress_analysed(ys[i], coder, quality=rate))
 
         def refined(quality: float) -> Payload:
+            from tcodec.models.refine import window_count
+
             rate = checked(quality)
-            low, high = lambdas
-            lam = low * (high / low) ** ((rate - 1) / (rates - 1))
+            lam = rate_lambda(rate, lambdas, rates)
             gains = loaded.model.gains(rate)
             steps = EFFORT_STEPS[effort]
             refiner = _refiner(name, torch_device)
@@ -170,10 +171,7 @@ class TacoBackend(Backend):
                     y, z = refiner.refine(tile(i), loaded.model.scaled(ys[i].clone(), rate), gains[1], lam, steps,
                                           size=(bottom - top, right - left), progress=advance)
                 loaded.model.code_scaled(y, coder, z)
-            from tcodec.models.refine import windows
-
-            count = sum(len(windows(-(-(bottom - top) // 64) * 64, -(-(right - left) // 64) * 64))
-                        for left, top, right, bottom in tiles)
+            count = sum(window_count(bottom - top, right - left) for left, top, right, bottom in tiles)
             with progress_bar(steps * count, f"refining (effort {effort})") as advance:
                 return payload(loaded, code)
         qualities = quality_grid(1, rates, integer=False) if rates else self.qualities()

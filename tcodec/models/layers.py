@@ -69,17 +69,23 @@ class PhaseTransposedConv(nn.ConvTranspose2d):
         return gathered.permute(1, 2, 4, 0, 3, 5).reshape(self.out_channels * 4, self.in_channels, 3, 3)
 
 
+def half_width_branch(channels: int) -> nn.Sequential:
+    """1x1 -> ReLU -> 3x3 -> ReLU -> 1x1 at half the width: the residual branch of ELIC's
+    blocks and of the attention block's units."""
+    half = channels // 2
+    return nn.Sequential(
+        nn.Conv2d(channels, half, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(half, channels, 1),
+    )
+
+
 class ResidualBottleneck(nn.Module):
     """x + (1x1 -> 3x3 -> 1x1 at half width): ELIC's cheap residual block."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        half = channels // 2
-        self.branch = nn.Sequential(
-            nn.Conv2d(channels, half, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(half, channels, 1),
-        )
+        self.branch = half_width_branch(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.branch(x).add_(x)  # in place: the branch's last output is not needed for its gradient
@@ -115,12 +121,7 @@ class _ResidualUnit(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        half = channels // 2
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, half, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(half, channels, 1),
-        )
+        self.conv = half_width_branch(channels)  # named as in CompressAI's
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu_(self.conv(x).add_(x))

@@ -140,9 +140,7 @@ class Refiner:
         around the coding model's medians and means, y's bits under the table scale each
         value is coded with (the frozen tables' own rounding aside)."""
         model = self.model
-        medians = model.entropy_bottleneck._get_medians().view(1, -1, 1, 1)
-        z_symbols = torch.round(z - medians)
-        z_hat = model._dequantize_z(z_symbols)
+        z_hat = model._dequantize_z(model.z_symbols(z))
         scales, means = coding_parameters(model, model.h_s(z_hat), y)
         y_hat = torch.round(y - means) + means
         bits = -(torch.log2(model.entropy_bottleneck.likelihood(z_hat.float())).sum()
@@ -168,6 +166,12 @@ def windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
         return [(0, 0, height, width)]
     return [(top, left, min(top + WINDOW, height), min(left + WINDOW, width))
             for top in range(0, height, WINDOW) for left in range(0, width, WINDOW)]
+
+
+def window_count(height: int, width: int) -> int:
+    """How many windows an image of this (real) size is refined in, padded as coding pads it."""
+    step = TacoModel.downsampling
+    return len(windows(-(-height // step) * step, -(-width // step) * step))
 
 
 @torch.no_grad()

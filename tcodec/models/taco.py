@@ -93,6 +93,13 @@ class TacoConfig:
         return cls(**data)
 
 
+def rate_lambda(quality, lambdas: tuple[float, float], rates: int):
+    """The λ of ``quality`` (a number or a tensor) of a model with ``rates`` qualities trained
+    with λ = lambdas[0] at quality 1 and lambdas[1] at the top one, log-spaced between."""
+    low, high = lambdas
+    return low * (high / low) ** ((quality - 1) / (rates - 1))
+
+
 def scale_indexes(gaussian_conditional: nn.Module, scales: Tensor) -> Tensor:
     """The table row of each scale: the first entry at or above it (the last for larger
     ones). The same integers as CompressAI's ``build_indexes``, which makes one pass over
@@ -399,13 +406,13 @@ class TacoModel(nn.Module):
     def code_scaled(self, y: Tensor, coder, z: Tensor | None = None) -> None:
         """Code a latent after the rate gains (``scaled``), and first its hyper-latent:
         ``z`` (refined) or h_a(y)."""
-        z_symbols = self.z_symbols(y) if z is None else torch.round(z - self.entropy_bottleneck._get_medians())
+        z_symbols = self.z_symbols(self.h_a(y) if z is None else z)
         coder.code_factorized(z_symbols, self.entropy_bottleneck)
         self._code_latent(self._dequantize_z(z_symbols), coder, y=y)
 
-    def z_symbols(self, y: Tensor) -> Tensor:
-        """The hyper-latent's symbols for a scaled latent."""
-        return torch.round(self.h_a(y) - self.entropy_bottleneck._get_medians())
+    def z_symbols(self, z: Tensor) -> Tensor:
+        """The hyper-latent's symbols: z rounded around its prior's medians."""
+        return torch.round(z - self.entropy_bottleneck._get_medians())
 
     @torch.no_grad()
     def decompress(self, coder, z_size: tuple[int, int], quality: float | None = None) -> Tensor:

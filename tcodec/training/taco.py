@@ -39,7 +39,7 @@ from tcodec.images import IMAGE_SUFFIXES
 from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
-from tcodec.models.taco import TacoConfig, TacoModel
+from tcodec.models.taco import TacoConfig, TacoModel, rate_lambda
 
 
 
@@ -171,8 +171,7 @@ class TextCache:
 
 
 def lambda_of(quality: torch.Tensor, recipe: Recipe, rates: int) -> torch.Tensor:
-    low, high = recipe.lambdas
-    return low * (high / low) ** ((quality - 1) / (rates - 1))
+    return rate_lambda(quality, recipe.lambdas, rates)
 
 
 def learning_rate(step: int, recipe: Recipe, started_at: int = 0) -> float:
