@@ -1,7 +1,9 @@
 """Where captions for images come from on the command line.
 
 In order of precedence: ``--caption TEXT`` (every image), a ``--captions FILE.jsonl``
-mapping, and ``<image>.txt`` sidecar files (with ``--sidecar-captions``).
+mapping, and ``<image>.txt`` sidecar files (with ``--sidecar-captions``). ``--caption auto``
+instead asks for a caption made from the image (:mod:`tcodec.captioner`) for every image
+that the file and the sidecars leave without one.
 
 A JSON Lines file has one object per line, ``{"file": "a/b.png", "caption": "..."}`` or
 ``{"file": ..., "captions": ["...", ...]}`` (the first is used). ``file`` is the path
@@ -26,9 +28,11 @@ class CaptionSource:
     text: str | None = None
     by_path: dict[str, str] = field(default_factory=dict)
     sidecars: bool = False
+    generate: bool = False  # --caption auto: images given no caption here get one made from their pixels
 
     def for_image(self, path: Path, root: Path | None = None) -> str | None:
-        """The caption for the image at ``path`` (``root``: the folder being converted)."""
+        """The caption for the image at ``path`` (``root``: the folder being converted);
+        None: none given (with :attr:`generate`, one is to be made from the image)."""
         if self.text is not None:
             return self.text
         if self.by_path:

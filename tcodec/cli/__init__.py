@@ -25,6 +25,7 @@ from tcodec import api
 from tcodec.cli import batch
 from tcodec.bench.command import bench
 from tcodec.caption_files import CaptionSource, read_jsonl
+from tcodec.captioner import AUTO as AUTO_CAPTION, get_captioner
 from tcodec.console import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_TERMINATED, parse_options, say
 from tcodec.errors import BrokenPipe, InputError, OutputError, OutputExistsError, TcodecError, printable
 from tcodec.fileio import (read_input, read_stdin, remove_stale_temps, stdout_is_terminal, write_atomic,
@@ -147,7 +148,10 @@ def encode(
                                                      "(searched per image).", metavar="N")] = None,
     target_bpp: Annotated[Optional[float], typer.Option(help="Highest quality whose file is at most X bits "
                                                         "per pixel (searched per image).", metavar="X")] = None,
-    caption: Annotated[Optional[str], typer.Option(help="Caption text for every image.")] = None,
+    caption: Annotated[Optional[str], typer.Option(help="Caption text for every image, or auto: one made from "
+                                                   "each image (BLIP-2) where --captions and sidecars give none. "
+                                                   "The word \"auto\" as a caption: put it in --captions or a "
+                                                   "sidecar.")] = None,
     captions: Annotated[Optional[Path], typer.Option(help="JSON Lines file of captions: {\"file\": ..., \"caption\": ...}.")] = None,
     sidecar_captions: Annotated[bool, typer.Option(help="Use <image>.txt beside each image as its caption.")] = False,
     store_caption: Annotated[Optional[bool], typer.Option("--store-caption/--no-store-caption",
@@ -167,12 +171,19 @@ def encode(
     api.check_quality(backend, quality)  # fail before touching any file
     byte_budget(max_bytes, target_bpp, 1, 1, quality)  # the same checks, before any file is read
     api.check_device(device)
-    caption_source = CaptionSource(caption, read_jsonl(captions) if captions else {}, sidecar_captions)
+    generate = caption == AUTO_CAPTION
+    caption_source = CaptionSource(None if generate else caption, read_jsonl(captions) if captions else {},
+                                   sidecar_captions, generate)
+    if generate:
+        get_captioner().check()  # its weights are there before any image is read
     limits = Limits(max_pixels, max_input_bytes)
 
     def encode_one(data: bytes, name: str, caption_of: Callable[[], str | None]) -> tuple[bytes, batch.FileResult]:
         loaded = load_image(data, name=name, limits=limits)
         text = caption_of()
+        if text is None and caption_source.generate:
+            text = get_captioner().caption(loaded.image, device)  # from the pixels that are coded
+            say("note", f'{name}: caption "{text}"')
         encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
                              device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp,
                              limits=limits)

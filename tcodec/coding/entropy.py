@@ -156,14 +156,13 @@ def decode_uniform(data: bytes, count: int, alphabet_size: int) -> list[int]:
     """
     if not 1 <= alphabet_size <= 1 << 24:
         raise FormatError(f"alphabet size {alphabet_size} is outside 1..2^24; the file is corrupt")
-    # each index costs log2(alphabet_size) bits: a stream far too short is refused unread
-    if 8 * len(data) + _STATE_BITS < count * np.log2(alphabet_size):
-        raise FormatError(f"a stream of {len(data)} bytes cannot hold {count} indices of {alphabet_size}")
+    # no lower bound on the length: the trimmed stream of a run of zero indices can be
+    # empty (the decoder reads zero words past the end), so only the count is bounded
+    if count > MAX_UNIFORM_COUNT:
+        raise FormatError(f"{count} indices are more than any stream holds ({MAX_UNIFORM_COUNT})")
     if alphabet_size == 1:
         if data:
             raise FormatError("a stream of indices from an alphabet of one holds no bytes; the file is corrupt")
-        if count > MAX_UNIFORM_COUNT:
-            raise FormatError(f"{count} indices are more than any stream holds ({MAX_UNIFORM_COUNT})")
         return [0] * count
     model = _uniform(alphabet_size)
     decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))

@@ -135,12 +135,23 @@ def test_uniform_indices_of_any_alphabet_round_trip_trimmed(alphabet, data):
 
 
 def test_uniform_streams_that_encode_uniform_cannot_make_are_refused():
-    from tcodec.coding.entropy import decode_uniform, encode_uniform
+    from tcodec.coding.entropy import MAX_UNIFORM_COUNT, decode_uniform, encode_uniform
 
     stream = encode_uniform([5, 0, 8195, 17] * 20, 8196)
     with pytest.raises(FormatError, match="do not account for"):
         decode_uniform(stream + b"\x01", 80, 8196)
-    with pytest.raises(FormatError, match="cannot hold 80 indices"):
-        decode_uniform(stream[:10], 80, 8196)
+    # (a truncated stream is another valid one: the container's CRC catches truncation)
+    with pytest.raises(FormatError, match="more than any stream holds"):
+        decode_uniform(b"", MAX_UNIFORM_COUNT + 1, 2)
+
+
+def test_a_run_of_zero_indices_trims_to_few_bytes_and_still_decodes():
+    from tcodec.coding.entropy import decode_uniform, encode_uniform
+
+    symbols = [7, 3] + [0] * 60
+    stream = encode_uniform(symbols, 256)
+    assert len(stream) <= 8  # 62 untrimmed: the zeros are what the decoder reads past the end
+    assert decode_uniform(stream, len(symbols), 256) == symbols
+    assert decode_uniform(b"", 40, 256) == [0] * 40
     with pytest.raises(ValueError, match="outside 0..255"):
         encode_uniform([256], 256)
