@@ -146,6 +146,24 @@ def test_taco_outputs_match_local(photos, tiny_folder, ray_address, tmp_path):
     assert unpack((tmp_path / "ray" / "img01.tcz").read_bytes()).backend == "taco"
 
 
+def test_caption_auto_matches_local(photos, ray_address, tmp_path, monkeypatch):
+    """Captions made on the actors (where --captions and sidecars give none), reported by
+    the driver as the local mode reports them."""
+    from tests.test_captioner import NAME, write_tiny_blip2
+
+    write_tiny_blip2(tmp_path / "cache" / NAME)
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))  # the actors get TCODEC_* too
+    options = ("--caption", "auto", "--captions", photos.parent / "captions.jsonl", "--sidecar-captions",
+               "--device", "cpu", "-j", "2")
+    local = encode(photos, tmp_path / "local", *options)
+    on_ray = encode(photos, tmp_path / "ray", *options, engine="ray", address=ray_address)
+    assert local.returncode == on_ray.returncode == 6, on_ray.stderr
+    assert messages(on_ray) == messages(local)
+    made = [line for line in messages(local) if line.startswith("tcodec: info: ") and ": caption " in line]
+    assert len(made) == N_IMAGES - 3  # all but the three captioned by the file or a sidecar
+    assert tree(tmp_path / "ray") == tree(tmp_path / "local") and len(tree(tmp_path / "local")) == N_IMAGES
+
+
 def _actor_processes() -> list[int]:
     """PIDs of the Ray actors that convert files (their process title names the class)."""
     pids = []

@@ -14,8 +14,8 @@ def test_lock_lists_every_model_with_source_and_licence():
     assert {"all-minilm-l6-v2", "clip-vit-base-patch32", "tcodec-taco-v1"} <= set(entries)
     assert {f"taco-official-{i}" for i in range(1, 7)} <= set(entries)
     for entry in entries.values():
-        assert entry.source and entry.license and entry.backend in ("taco", "text", "metric", "captioner")
-        assert entry.kind in ("tcodec", "taco-official", "hf-folder", "file")
+        assert entry.source and entry.license and entry.backend in ("taco", "perco", "perco-base", "text", "metric", "captioner")
+        assert entry.kind in ("tcodec", "taco-official", "hf-folder", "file", "components")
         for locked in entry.files:
             assert not locked.sha256 or len(locked.sha256) == 64
 

@@ -180,15 +180,14 @@ def encode(
 
     def encode_one(data: bytes, name: str, caption_of: Callable[[], str | None]) -> tuple[bytes, batch.FileResult]:
         loaded = load_image(data, name=name, limits=limits)
-        text = caption_of()
+        text, made = caption_of(), None
         if text is None and caption_source.generate:
-            text = get_captioner().caption(loaded.image, device)  # from the pixels that are coded
-            say("note", f'{name}: caption "{text}"')
+            text = made = get_captioner().caption(loaded.image, device)  # from the pixels that are coded
         encoded = api.encode(loaded, backend, quality, caption=text, store_caption=store_caption,
                              device=device, options=options, max_bytes=max_bytes, target_bpp=target_bpp,
                              limits=limits)
         pixels = loaded.image.width * loaded.image.height
-        return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes))
+        return encoded, batch.FileResult(len(data), len(encoded), pixels, tuple(loaded.notes), made)
 
     conversion = batch.Conversion(encode_one, ".tcz", IMAGE_SUFFIXES, "encoded", "output", limits, caption_source)
     _convert(conversion, input, output, jobs, force, Engine(engine, ray_address, device))
@@ -276,8 +275,7 @@ def _convert(conversion: batch.Conversion, input: str, output: str | None, jobs:
         data, result = conversion.convert_file(source)
     except TcodecError as error:
         raise labelled(error, "<stdin>" if source is None else input) from None
-    for note in result.notes:
-        say("warning", f"{input}: {note}")
+    result.report(input, say)
     if output == "-":
         write_stdout(data)
     else:

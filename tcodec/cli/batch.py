@@ -34,6 +34,14 @@ class FileResult:
     bytes_out: int
     pixels: int
     notes: tuple[str, ...] = ()
+    made_caption: str | None = None  # --caption auto: the caption made from its pixels, shown to the user
+
+    def report(self, source: str, report: Callable[[str, str], None]) -> None:
+        """What the user is told of a converted file: the caption made for it, its notes."""
+        if self.made_caption is not None:
+            report("info", f'{source}: caption "{self.made_caption}"')
+        for note in self.notes:
+            report("warning", f"{source}: {note}")
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,7 @@ def run(
                         report("error", str(label(error, str(job.source))))
                     else:
                         summary.add(result)
-                        for note in result.notes:
-                            report("warning", f"{job.source}: {note}")
+                        result.report(str(job.source), report)
                     advance()
             except BaseException:  # Ctrl-C, or a bug: stop now, not after every queued file
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -19,6 +19,7 @@ is complete, so it is written under its name directly.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from tcodec.ray_data import (connected, cluster_plan, limit_threads, read_bounde
 
 OBJECT_STORES = ("S3FileSystem", "GcsFileSystem", "AzureFileSystem")
 ROWS_PER_BLOCK = 16  # at most: a block is what one actor call takes; small blocks balance the tail
-RESULT_FIELDS = ("source", "status", "message", "bytes_in", "bytes_out", "pixels", "notes")
+RESULT_FIELDS = ("source", "status", "message", "bytes_in", "bytes_out", "pixels", "notes", "made_caption")
 
 
 @dataclass(frozen=True)
@@ -215,9 +216,10 @@ def _run(todo: list[dict], files: _Files, summary: Summary, report, jobs: int | 
     with progress_bar(len(todo), "tcodec") as advance:
         for row in results.iter_rows():
             if row["status"] == "done":
-                summary.add(FileResult(int(row["bytes_in"]), int(row["bytes_out"]), int(row["pixels"])))
-                for note in filter(None, row["notes"].split("\n")):
-                    report("warning", f"{row['source']}: {note}")
+                result = FileResult(int(row["bytes_in"]), int(row["bytes_out"]), int(row["pixels"]),
+                                    tuple(filter(None, row["notes"].split("\n"))), json.loads(row["made_caption"]))
+                summary.add(result)
+                result.report(row["source"], report)
             elif row["status"] == "skipped":  # another run wrote it after the plan was made
                 summary.skipped += 1
             else:
@@ -250,7 +252,8 @@ class _Files:
             row.update(status="failed", message=str(self.label(error, shown)))
         else:
             row.update(status="done", bytes_in=result.bytes_in, bytes_out=result.bytes_out,
-                       pixels=result.pixels, notes="\n".join(result.notes))
+                       pixels=result.pixels, notes="\n".join(result.notes),
+                       made_caption=json.dumps(result.made_caption))  # null where none was made, "" kept
         return row
 
     def _converted(self, relative: str) -> tuple[bytes, FileResult]:

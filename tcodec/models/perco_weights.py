@@ -285,9 +285,9 @@ def write_character_tokenizer(folder: Path) -> None:
 
 
 def _byte_characters() -> list[str]:
-    """The printable character byte-level BPE (GPT-2, CLIP) stands each byte value for:
-    printable Latin-1 bytes are themselves, the others 256 + their rank among them."""
+    """The characters byte-level BPE (GPT-2, CLIP) stands the 256 byte values for, in the
+    order CLIP's vocabulary starts with them: the printable Latin-1 bytes as themselves
+    ("!" first, id 0, which Stable Diffusion 2 pads with), then the others as 256 + their rank."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = (b for b in range(256) if b not in printable)
-    mapping = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
-    return [mapping[b] for b in range(256)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
