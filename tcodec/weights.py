@@ -364,10 +364,7 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
         ModelNotFoundError: not installed (the message gives the command that gets it).
         ModelError: the files are damaged, or do not fit the architecture.
     """
-    name, folder = resolve(name_or_path)
-    if not (folder / CONFIG_FILE).is_file():
-        raise ModelNotFoundError(f"model {name} is not installed: looked for {folder / CONFIG_FILE}; "
-                                 f"get it with: {_get_command(name)}")
+    name, folder = _installed(name_or_path)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         code = architecture(config.get("architecture"))
@@ -378,6 +375,25 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
     except ModelError as error:
         raise ModelError(f"model {name}: {error}") from None
     return LoadedModel(name, folder, config, model.to(device), model_hash(folder, _listed_files(name, folder)))
+
+
+def installed_model_hash(name_or_path: str) -> str:
+    """The model-version hash of an installed model (name or folder), over the files a
+    file made with it is checked against (what :func:`load_model` computes).
+
+    Raises:
+        ModelNotFoundError: not installed (the message gives the command that gets it).
+    """
+    name, folder = _installed(name_or_path)
+    return model_hash(folder, _listed_files(name, folder))
+
+
+def _installed(name_or_path: str) -> tuple[str, Path]:
+    name, folder = resolve(name_or_path)
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelNotFoundError(f"model {name} is not installed: looked for {folder / CONFIG_FILE}; "
+                                 f"get it with: {_get_command(name)}")
+    return name, folder
 
 
 def _listed_files(name: str, folder: Path) -> list[str] | None:

@@ -104,6 +104,11 @@ class Backend(ABC):
     # Qualities a bench measures by default: a handful across the useful range.
     bench_qualities: ClassVar[tuple[float, ...] | None] = None
 
+    def bench_qualities_with(self, options: Mapping[str, str]) -> tuple[float, ...] | None:
+        """The qualities a bench measures by default with these options (a model that
+        codes one quality only, say); ``bench_qualities`` unless a backend knows better."""
+        return self.bench_qualities
+
     def settings(self, options: Mapping[str, str]) -> dict[str, object]:
         """What the encoder does with ``options`` besides the quality, defaults spelt out
         (the bench records it, and a change means measuring again)."""

@@ -239,6 +239,11 @@ class PercoBackend(Backend):
         "seed": "override the file's noise seed (another seed: another plausible image)",
     }
 
+    def bench_qualities_with(self, options: Mapping[str, str]) -> tuple[float, ...] | None:
+        if "model" in options:  # a model codes one rate setting
+            return (float(_model_quality(_load(options["model"], "cpu"))),)
+        return self.bench_qualities
+
     def settings(self, options: Mapping[str, str]) -> dict[str, object]:
         settings = dict(options)
         for key in ("steps", "guidance", "seed"):
@@ -252,9 +257,16 @@ class PercoBackend(Backend):
         return {package: version(package) for package in ("torch", "diffusers", "transformers")}
 
     def model_hash(self, options: Mapping[str, str]) -> str | None:
-        from tcodec.weights import model_hash, resolve
+        """The hash of ``-O model``'s weights; without it (a model per quality) a hash over
+        the released models' hashes."""
+        import hashlib
 
-        return model_hash(resolve(options.get("model", RELEASED_MODELS[1]))[1])
+        from tcodec.weights import installed_model_hash
+
+        if "model" in options:
+            return installed_model_hash(options["model"])
+        hashes = [installed_model_hash(name) for name in RELEASED_MODELS.values()]
+        return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
     def qualities(self) -> Sequence[float]:
         return range(1, len(RATE_SETTINGS) + 1)

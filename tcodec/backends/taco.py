@@ -88,12 +88,12 @@ class TacoBackend(Backend):
         a hash over the six checkpoints' hashes."""
         import hashlib
 
-        from tcodec.weights import model_hash, resolve
+        from tcodec.weights import installed_model_hash
 
         name = model_name(options)
         if name != OFFICIAL_FAMILY:
-            return model_hash(resolve(name)[1])
-        hashes = [model_hash(resolve(f"{OFFICIAL_FAMILY}-{q}")[1]) for q in range(1, OFFICIAL_RATES + 1)]
+            return installed_model_hash(name)
+        hashes = [installed_model_hash(f"{OFFICIAL_FAMILY}-{q}") for q in range(1, OFFICIAL_RATES + 1)]
         return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
     def encode(self, image, *, quality, caption, device, options: Mapping[str, str]) -> Payload:

@@ -84,7 +84,7 @@ class TcodecCodec(BenchCodec):
         self.options = api.checked_options(options, {**self.backend.options, **self.backend.decode_options}, backend)
         low, high = self.backend.quality_range
         self.quality_meaning = f"tcodec quality {low:g}-{high:g}"
-        self.default_qualities = _backend_default_qualities(backend)
+        self.default_qualities = _backend_default_qualities(backend, self.options)
         # A caption that a backend only stores would measure the container, not the codec.
         self.uses_caption = self.backend.caption_use != "store"
 
@@ -125,10 +125,10 @@ class TcodecCodec(BenchCodec):
         return full[:16] if full else None
 
 
-def _backend_default_qualities(name: str) -> tuple[float, ...]:
+def _backend_default_qualities(name: str, options: dict[str, str]) -> tuple[float, ...]:
     backend = get_backend(name)
-    if backend.bench_qualities:
-        return tuple(float(q) for q in backend.bench_qualities)
+    if backend.bench_qualities_with(options):
+        return tuple(float(q) for q in backend.bench_qualities_with(options))
     low, high = backend.quality_range
     if backend.integer_quality and high - low <= 12:
         return tuple(float(q) for q in range(int(low), int(high) + 1))

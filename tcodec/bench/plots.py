@@ -43,7 +43,8 @@ def plot_rd(curves: list[RDCurve], folder: Path, title: str) -> list[Path]:
                       **style)
         axes.set(xlabel="bits per pixel (file size)", ylabel=ylabel, title=title, xlim=(0, max_bpp))
         axes.grid(True, alpha=0.3)
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if axes.lines:  # a metric no curve has (not measured in this run) gets an empty plot, no legend
+            axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         figure.tight_layout()
         path = folder / name
         write_atomic(path, _png_bytes(figure), overwrite=True)
