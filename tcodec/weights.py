@@ -372,8 +372,8 @@ def load_model(name_or_path: str, device: str = "cpu") -> LoadedModel:
         raise ModelError(f"model {name}: {folder / CONFIG_FILE} is not a tcodec config ({one_line(error)})") from None
     try:
         model = code.load(folder, config)
-    except ModelError as error:
-        raise ModelError(f"model {name}: {error}") from None
+    except ModelError as error:  # the same kind (a missing base is ModelNotFoundError), named
+        raise type(error)(f"model {name}: {error}") from None
     return LoadedModel(name, folder, config, model.to(device), model_hash(folder, _listed_files(name, folder)))
 
 

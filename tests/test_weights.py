@@ -502,3 +502,126 @@ def test_an_imported_checkpoint_is_verified_by_its_pinned_model_hash(tmp_path, m
     stored = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**stored, "text_encoder": "other"}))
     assert ["it was pinned as" in problem for problem in weights.verify("taco-official-3")] == [True]
+
+
+# --- a model of components downloaded by hand (PerCo's), on a base model ------------------
+
+COMPONENT_FILES = {"hyper_enc/config.json": b'{"cfg_ss": 8, "cfg_cs": 256}',
+                   "hyper_enc/diffusion_pytorch_model.safetensors": b"hyper-encoder weights",
+                   "unet/config.json": b'{"in_channels": 4}',
+                   "unet/diffusion_pytorch_model.safetensors": b"U-Net weights"}
+BASE_FILES = {"vae/config.json": b'{"latent_channels": 4}', "vae/diffusion_pytorch_model.safetensors": b"VAE weights",
+              "tokenizer/vocab.json": b'{"a": 0}'}
+DRIVE = "https://drive.example.invalid/drive/folders/abc"
+
+
+def write_files(folder, files: dict[str, bytes]) -> None:
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+
+
+def hash_with_base(own: dict[str, bytes], base: dict[str, bytes], base_name: str = "base-test") -> str:
+    """The model-version hash of a model with a base, from its definition (weights.model_hash)."""
+    return hashlib.sha256(f"{manifest_hash(own)}  .\n{manifest_hash(base)}  {base_name}\n".encode()).hexdigest()
+
+
+@pytest.fixture
+def components(tmp_path, monkeypatch):
+    """models.lock with two more entries: a base (hf-folder, installed in the test's cache)
+    and a `components` model of it (no sha256 known: pinned on import), downloaded by hand
+    into a folder that also holds files the model does not list."""
+    monkeypatch.setenv("TCODEC_CACHE", str(tmp_path / "cache"))
+    base = weights.LockEntry("base-test", "perco-base", "hf-folder", "https://example.invalid/base", "CC0",
+                             tuple(weights.LockedFile(p, len(d), hashlib.sha256(d).hexdigest())
+                                   for p, d in BASE_FILES.items()))
+    entry = weights.LockEntry("perco-test", "perco", weights.COMPONENTS_KIND, DRIVE, "CC0",
+                              tuple(weights.LockedFile(p) for p in COMPONENT_FILES),
+                              config={"architecture": "perco", "base": "base-test"})
+    lock = {**weights.read_lock(), base.name: base, entry.name: entry}
+    monkeypatch.setattr(weights, "read_lock", lambda: lock)
+    write_files(tmp_path / "cache" / "base-test", BASE_FILES)
+    downloaded = tmp_path / "downloaded"
+    write_files(downloaded, {**COMPONENT_FILES, "optimizer.bin": b"not the model's", "unet/extra.txt": b"x"})
+    return downloaded
+
+
+def test_a_components_model_is_not_fetched_but_says_how_to_import_it(components, monkeypatch, capsys):
+    from tests.perco_fixtures import run_main
+
+    listed = ", ".join(COMPONENT_FILES)
+    with pytest.raises(ModelError, match=rf"perco-test cannot be downloaded automatically from {DRIVE}; download "
+                                         rf"{listed} there, then: tcodec models import perco-test PATH"):
+        weights.fetch("perco-test")
+    code, out, err = run_main(monkeypatch, capsys, "models", "fetch", "perco-test")
+    assert (code, out, err.count("\n")) == (4, "", 1) and "tcodec models import perco-test PATH" in err
+    assert not weights.status("perco-test")["installed"]
+    with pytest.raises(ModelNotFoundError, match=rf"model perco-test is not installed: .*get it with: tcodec models "
+                                                 rf"import perco-test PATH \(download it from {DRIVE}\)"):
+        weights.load_model("perco-test")
+
+
+def test_models_import_copies_pins_and_configures_a_components_folder(components, tmp_path, monkeypatch, capsys):
+    from tests.perco_fixtures import run_main
+
+    code, out, err = run_main(monkeypatch, capsys, "models", "import", "perco-test", components)
+    assert code == 0, err
+    folder = tmp_path / "cache" / "perco-test"
+    expected = hash_with_base(COMPONENT_FILES, BASE_FILES)
+    assert out == f"perco-test: installed in {folder}, model hash {expected[:16]}\n"
+    assert weights.model_files(folder) == sorted(["config.json", *COMPONENT_FILES])  # the listed files only
+    assert {p: (folder / p).read_bytes() for p in COMPONENT_FILES} == COMPONENT_FILES
+    assert json.loads((folder / "config.json").read_text()) == {"architecture": "perco", "base": "base-test"}
+    assert weights._pins()["perco-test"] == {p: hashlib.sha256(d).hexdigest() for p, d in COMPONENT_FILES.items()}
+    assert weights.status("perco-test") == {"installed": True, "folder": folder, "hash": expected}
+    assert weights.verify("perco-test") == []
+    code, out, _ = run_main(monkeypatch, capsys, "models", "list")
+    assert any(line.startswith("perco-test ") and f"hash {expected[:16]}" in line for line in out.splitlines())
+    tampered = tmp_path / "tampered"
+    write_files(tampered, {**COMPONENT_FILES, "unet/diffusion_pytorch_model.safetensors": b"other U-Net"})
+    with pytest.raises(ModelError, match="unet/diffusion_pytorch_model.safetensors of perco-test has sha256 .* "
+                                         "it was pinned as"):
+        weights.import_file("perco-test", tampered)
+
+
+def test_a_components_folder_without_its_config_is_not_installed(components, tmp_path):
+    folder = weights.import_file("perco-test", components)
+    (folder / "config.json").unlink()  # an import cut short: the config is written last
+    assert weights.status("perco-test")["installed"] is False
+
+
+def test_the_model_hash_covers_the_base(components, tmp_path):
+    folder = weights.import_file("perco-test", components)
+    before = weights.status("perco-test")["hash"]
+    changed = {**BASE_FILES, "vae/diffusion_pytorch_model.safetensors": b"other VAE weights"}
+    write_files(tmp_path / "cache" / "base-test", changed)
+    after = weights.model_hash(folder, list(COMPONENT_FILES))
+    assert after != before and after == hash_with_base(COMPONENT_FILES, changed)
+    assert weights.model_hash(folder, list(COMPONENT_FILES)) != manifest_hash(COMPONENT_FILES)  # not its own alone
+
+
+def test_without_its_base_a_model_names_the_base_and_how_to_fetch_it(components, tmp_path):
+    import shutil
+
+    folder = weights.import_file("perco-test", components)
+    shutil.rmtree(tmp_path / "cache" / "base-test")
+    message = (rf"takes components from model base-test, which is not installed \(looked in "
+               rf"{tmp_path / 'cache' / 'base-test'}\); get it with: tcodec models fetch base-test")
+    with pytest.raises(ModelNotFoundError, match=message):
+        weights.model_hash(folder)
+    state = weights.status("perco-test")
+    assert state["installed"] and state["hash"] is None and "tcodec models fetch base-test" in state["problem"]
+    pytest.importorskip("torch")  # the perco architecture's loader
+    with pytest.raises(ModelError, match=r"model perco-test: PerCo model in .* lacks vae, text_encoder, tokenizer, "
+                                         r"scheduler .*get the base with: tcodec models fetch base-test"):
+        weights.load_model("perco-test")
+
+
+def test_importing_a_model_before_its_base_is_not_a_crash(components, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tests.perco_fixtures import run_main
+
+    shutil.rmtree(tmp_path / "cache" / "base-test")
+    code, out, err = run_main(monkeypatch, capsys, "models", "import", "perco-test", components)
+    assert code == 0 and "perco-test: installed in" in out and "base-test" in out + err

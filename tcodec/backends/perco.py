@@ -105,7 +105,7 @@ def sampling_options(options: Mapping[str, str], base: Sampling) -> Sampling:
     """``base`` with ``-O steps/guidance/seed`` applied. Raises InputError for a bad value."""
     steps, guidance, seed = base.steps, base.guidance, base.seed
     if "steps" in options:
-        if not options["steps"].isdigit() or not 1 <= int(options["steps"]) <= MAX_STEPS:
+        if not options["steps"].isdecimal() or not 1 <= int(options["steps"]) <= MAX_STEPS:
             raise InputError(f"-O steps={options['steps']}: choose a whole number from 1 to {MAX_STEPS}")
         steps = int(options["steps"])
     if "guidance" in options:
@@ -117,7 +117,7 @@ def sampling_options(options: Mapping[str, str], base: Sampling) -> Sampling:
             raise InputError(f"-O guidance={options['guidance']}: choose a number from 0 to 655.35 in "
                              "hundredths (1 or less: no classifier-free guidance)")
     if "seed" in options:
-        if not options["seed"].isdigit() or int(options["seed"]) > MAX_SEED:
+        if not options["seed"].isdecimal() or int(options["seed"]) > MAX_SEED:
             raise InputError(f"-O seed={options['seed']}: choose a whole number from 0 to 2^64 - 1")
         seed = int(options["seed"])
     return Sampling(steps, guidance, seed)

@@ -448,7 +448,9 @@ def models_import(
     from tcodec.weights import import_file, status
 
     folder = import_file(name, file)
-    print(f"{name}: installed in {folder}, model hash {status(name)['hash'][:16]}")
+    state = status(name)  # a model whose base is not installed yet has no hash
+    hashed = f"model hash {state['hash'][:16]}" if state["hash"] else state.get("problem", "no model hash yet")
+    print(f"{name}: installed in {folder}, {hashed}")
 
 
 @models_app.command("verify")

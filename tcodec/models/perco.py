@@ -31,7 +31,9 @@ released ``hyper_enc/`` loads unchanged. What differs from PerCo (SD)'s code, an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +127,17 @@ class HyperEncoder(nn.Module):
 # --- the model -------------------------------------------------------------------------
 
 
+@contextmanager
+def _without_onednn(device: torch.device):
+    if device.type != "cpu":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said on every toggle
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
 class PercoModel:
     """The components of one PerCo (SD) model (nn.Modules), each loaded on first use by
     ``load(name)`` and moved to the model's device (an encoder needs only the VAE and the
@@ -173,8 +186,12 @@ class PercoModel:
         return posterior.mode() * vae.config.scaling_factor
 
     def indices(self, pixels: Tensor) -> Tensor:
-        """(1, 3, H, W) pixels (sides multiples of the grid's cell) -> (H', W') int64 indices."""
-        return self.component("hyper_enc")(self.latent(pixels))[0]
+        """(1, 3, H, W) pixels (sides multiples of the grid's cell) -> (H', W') int64 indices.
+        On the CPU, without oneDNN: its convolutions sum in an order that depends on the
+        thread count, torch's own do not, and the indices must be the same on every machine
+        (the VAE encoder then takes about 1.4x the time; the decoder keeps oneDNN's speed)."""
+        with _without_onednn(self.device):
+            return self.component("hyper_enc")(self.latent(pixels))[0]
 
     # decoder
 
@@ -196,10 +213,20 @@ class PercoModel:
         """(H', W') indices -> (1, M, H', W') the quantised features the U-Net sees."""
         return self.component("hyper_enc").quantizer.features(indices[None])
 
+    def initial_noise(self, latent_size: tuple[int, int], seed: int) -> Tensor:
+        """The latent (1, 4, h, w) sampling starts from (before the scheduler's
+        ``init_noise_sigma``): standard normal, from a CPU generator seeded with ``seed``."""
+        generator = torch.Generator("cpu").manual_seed(seed)
+        shape = (1, self.component("unet").config.in_channels, *latent_size)
+        return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
+
     def denoise(self, indices: Tensor, caption: str, latent_size: tuple[int, int], sampling,
-                progress: Callable[[], None] = lambda: None) -> Tensor:
+                progress: Callable[[], None] = lambda: None,
+                on_step: Callable[[Tensor, Tensor, Tensor], None] | None = None) -> Tensor:
         """DDIM sampling of the latent (1, 4, h, w), conditioned on the indices and the
-        caption; ``sampling`` gives ``steps``, ``guidance`` and ``seed``."""
+        caption; ``sampling`` gives ``steps``, ``guidance`` and ``seed``. ``on_step``, if
+        given, is called after each step with the timestep, the U-Net's output (batch
+        [empty caption, caption] when guided) and the latents after the step."""
         from diffusers import DDIMScheduler
 
         unet = self.component("unet")
@@ -210,21 +237,21 @@ class PercoModel:
         text = self.text_embedding(caption)
         if guided:
             text = torch.cat([self.empty_embedding(), text])
-        generator = torch.Generator("cpu").manual_seed(sampling.seed)
-        shape = (1, unet.config.in_channels, *latent_size)
-        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
-        latents = latents * scheduler.init_noise_sigma
+        latents = self.initial_noise(latent_size, sampling.seed) * scheduler.init_noise_sigma
         local = F.interpolate(self.features(indices).to(dtype), size=latent_size, mode="nearest")
         if guided:
             local = torch.cat([local] * 2)
         for t in scheduler.timesteps:
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t).to(dtype)
-            prediction = unet(torch.cat([model_input, local], dim=1), t, encoder_hidden_states=text.to(dtype)).sample
+            output = unet(torch.cat([model_input, local], dim=1), t, encoder_hidden_states=text.to(dtype)).sample
+            prediction = output
             if guided:
                 unconditional, conditional = prediction.float().chunk(2)
                 prediction = unconditional + sampling.guidance * (conditional - unconditional)
             latents = scheduler.step(prediction.float(), t, latents, eta=0.0).prev_sample
+            if on_step is not None:
+                on_step(t, output, latents)
             progress()
         return latents
 

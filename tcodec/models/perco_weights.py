@@ -251,7 +251,7 @@ def write_random(folder: Path, preset: str = "tiny", *, grid: int = 8, codebook:
         _save_state(vae.state_dict(), dict(vae.config), "AutoencoderKL", folder / "vae")
         del vae
     if "text_encoder" in components:
-        CLIPTextModel(CLIPTextConfig(**spec["text"])).save_pretrained(folder / "text_encoder", safe_serialization=True)
+        _save_text_encoder(CLIPTextModel(CLIPTextConfig(**spec["text"])), folder / "text_encoder")
     if "tokenizer" in components:
         write_character_tokenizer(folder / "tokenizer")
     if "scheduler" in components:
@@ -266,6 +266,20 @@ def _save_state(state: dict, config: dict, class_name: str, folder: Path) -> Non
     config = {"_class_name": class_name, **{k: v for k, v in config.items() if not k.startswith("_")}}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=list) + "\n")
     save_file({k: v.contiguous() for k, v in state.items()}, folder / DIFFUSERS_WEIGHTS)
+
+
+def _save_text_encoder(model, folder: Path) -> None:
+    """``save_pretrained``, its weights under Stable Diffusion 2.1's names: transformers 5
+    saves CLIPTextModel's tensors without the ``text_model.`` prefix, which transformers 4
+    (PerCo (SD)'s 4.37, say) does not find, initialising the whole encoder at random without
+    an error; transformers 5 loads the prefixed names as well."""
+    from safetensors.torch import load_file, save_file
+
+    model.save_pretrained(folder, safe_serialization=True)
+    path = folder / "model.safetensors"
+    state = load_file(path)
+    prefix = "text_model."
+    save_file({k if k.startswith(prefix) else prefix + k: v for k, v in state.items()}, path, metadata={"format": "pt"})
 
 
 def write_character_tokenizer(folder: Path) -> None:
