@@ -343,7 +343,7 @@ class PercoBackend(Backend):
         with torch.inference_mode(), progress_bar(sampling.steps, "sampling") as advance:
             latent = loaded.model.denoise(grid, container.caption, (height // LATENT_DOWNSAMPLING,
                                                                     width // LATENT_DOWNSAMPLING),
-                                          sampling, progress=advance)
+                                          sampling, on_step=lambda *_: advance())
             pixels = loaded.model.pixels(latent)
         image = tensor_to_image(pixels)
         if image.size != (container.width, container.height):

@@ -221,7 +221,6 @@ class PercoModel:
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
 
     def denoise(self, indices: Tensor, caption: str, latent_size: tuple[int, int], sampling,
-                progress: Callable[[], None] = lambda: None,
                 on_step: Callable[[Tensor, Tensor, Tensor], None] | None = None) -> Tensor:
         """DDIM sampling of the latent (1, 4, h, w), conditioned on the indices and the
         caption; ``sampling`` gives ``steps``, ``guidance`` and ``seed``. ``on_step``, if
@@ -244,15 +243,14 @@ class PercoModel:
         for t in scheduler.timesteps:
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t).to(dtype)
-            output = unet(torch.cat([model_input, local], dim=1), t, encoder_hidden_states=text.to(dtype)).sample
-            prediction = output
+            output = prediction = unet(torch.cat([model_input, local], dim=1), t,
+                                       encoder_hidden_states=text.to(dtype)).sample
             if guided:
                 unconditional, conditional = prediction.float().chunk(2)
                 prediction = unconditional + sampling.guidance * (conditional - unconditional)
             latents = scheduler.step(prediction.float(), t, latents, eta=0.0).prev_sample
             if on_step is not None:
                 on_step(t, output, latents)
-            progress()
         return latents
 
     def pixels(self, latents: Tensor) -> Tensor:

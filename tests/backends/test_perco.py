@@ -519,34 +519,32 @@ def test_a_corrupt_file_fails_in_a_fresh_process_without_importing_torch(barn, t
     assert "the file is corrupt" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_a_damaged_model_is_exit_4(model, tmp_path, monkeypatch, capsys):
+def _truncate_hyper_encoder_weights(folder):
+    weights_file = folder / "hyper_enc" / "diffusion_pytorch_model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+
+
+def _no_rate_setting(folder):
+    config = folder / "hyper_enc" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "cfg_cs": 512}))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_truncate_hyper_encoder_weights, "hyper_enc/diffusion_pytorch_model.safetensors is not a safetensors file"),
+    (_no_rate_setting, "has a hyper-encoder of grid 8 and 512 codes, none of PerCo (SD)'s rate settings"),
+])
+def test_a_damaged_model_is_exit_4(model, tmp_path, monkeypatch, capsys, damage, message):
     import shutil
 
     damaged = tmp_path / "damaged"
     shutil.copytree(model, damaged)
-    weights_file = damaged / "hyper_enc" / "diffusion_pytorch_model.safetensors"
-    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+    damage(damaged)
     png = tmp_path / "i.png"
     sample_image(16, 16).save(png)
     code, _, err = run_main(monkeypatch, capsys, "encode", png, "-m", "perco", "-O", f"model={damaged}",
                             "--caption", "x", "--device", "cpu", "-o", tmp_path / "i.tcz")
     assert (code, err.count("\n")) == (4, 1), err
-    assert "hyper_enc/diffusion_pytorch_model.safetensors is not a safetensors file" in err
-
-
-def test_a_model_of_no_rate_setting_is_exit_4(model, tmp_path, monkeypatch, capsys):
-    import shutil
-
-    odd = tmp_path / "odd"
-    shutil.copytree(model, odd)
-    config = odd / "hyper_enc" / "config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "cfg_cs": 512}))
-    png = tmp_path / "i.png"
-    sample_image(16, 16).save(png)
-    code, _, err = run_main(monkeypatch, capsys, "encode", png, "-m", "perco", "-O", f"model={odd}",
-                            "--caption", "x", "--device", "cpu", "-o", tmp_path / "i.tcz")
-    assert (code, err.count("\n")) == (4, 1), err
-    assert "has a hyper-encoder of grid 8 and 512 codes, none of PerCo (SD)'s rate settings" in err
+    assert message in err
 
 
 def test_backends_lists_perco(monkeypatch, capsys):
