@@ -14,6 +14,7 @@ does not import torch: a file is checked, its indices decoded, before any model 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -376,8 +377,16 @@ def _warn_if_truncated(model, caption: str) -> None:
                       f"{tokenizer.model_max_length} (the file keeps it whole)", TcodecWarning, stacklevel=2)
 
 
-@lru_cache(maxsize=4)
 def _load(name_or_path: str, device: str):
+    with _loading:  # the threads of a folder conversion share one model (gigabytes each)
+        return _load_once(name_or_path, device)
+
+
+_loading = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load_once(name_or_path: str, device: str):
     from tcodec.models import resolve_device
     from tcodec.weights import load_model
 

@@ -31,7 +31,7 @@ released ``hyper_enc/`` loads unchanged. What differs from PerCo (SD)'s code, an
 
 from __future__ import annotations
 
-import warnings
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -129,13 +129,30 @@ class HyperEncoder(nn.Module):
 
 @contextmanager
 def _without_onednn(device: torch.device):
+    """oneDNN off for the CPU while any thread is inside (a process-wide switch: threads
+    encoding at once keep it off until the last one leaves; a decode meanwhile is slower,
+    not different in kind)."""
+    global _onednn_holders, _onednn_before
     if device.type != "cpu":
         yield
         return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said on every toggle
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
+    with _onednn_switch:
+        if not _onednn_holders:
+            _onednn_before = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_holders += 1
+    try:
+        yield
+    finally:
+        with _onednn_switch:
+            _onednn_holders -= 1
+            if not _onednn_holders:
+                torch.backends.mkldnn.enabled = _onednn_before
+
+
+_onednn_switch = threading.Lock()
+_onednn_holders = 0
+_onednn_before = True
 
 
 class PercoModel:
@@ -151,6 +168,7 @@ class PercoModel:
     def __init__(self, load: Callable[[str], object], hyper_config: dict) -> None:
         self._load = load
         self._components: dict[str, object] = {}
+        self._loading = threading.Lock()  # threads of a folder conversion share one model: one copy of each
         self.hyper_config = hyper_config
         self.device = torch.device("cpu")
         self._empty_embedding: Tensor | None = None
@@ -170,12 +188,13 @@ class PercoModel:
         return torch.float16 if self.device.type == "cuda" and name in ("unet", "text_encoder") else torch.float32
 
     def component(self, name: str):
-        if name not in self._components:
-            value = self._load(name)
-            if isinstance(value, nn.Module):
-                value = value.to(self.device, self._dtype(name)).eval().requires_grad_(False)
-            self._components[name] = value
-        return self._components[name]
+        with self._loading:
+            if name not in self._components:
+                value = self._load(name)
+                if isinstance(value, nn.Module):
+                    value = value.to(self.device, self._dtype(name)).eval().requires_grad_(False)
+                self._components[name] = value
+            return self._components[name]
 
     # encoder
 
@@ -226,7 +245,7 @@ class PercoModel:
         caption; ``sampling`` gives ``steps``, ``guidance`` and ``seed``. ``on_step``, if
         given, is called after each step with the timestep, the U-Net's output (batch
         [empty caption, caption] when guided) and the latents after the step."""
-        from diffusers import DDIMScheduler
+        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
         unet = self.component("unet")
         dtype = unet.dtype

@@ -106,7 +106,7 @@ def _load_strictly(module: torch.nn.Module, state: dict, folder: Path, assign: b
 def _load_unet(folder: Path, feature_channels: int):
     """diffusers' UNet2DConditionModel with PerCo's extended first convolution as its
     ``conv_in`` (the saved ``conv_in``, unused by PerCo, is checked and dropped)."""
-    from diffusers import UNet2DConditionModel
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
     config = _json(folder / CONFIG_FILE)
     state = _state(folder / DIFFUSERS_WEIGHTS)
@@ -143,15 +143,15 @@ def _component_loader(folders: dict[str, Path], feature_channels: int):
             if name == "scheduler_config":
                 return _json(folder / "scheduler_config.json")
             if name == "vae":
-                from diffusers import AutoencoderKL
+                from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
                 return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
             if name == "text_encoder":
-                from transformers import CLIPTextModel
+                from transformers.models.clip.modeling_clip import CLIPTextModel
 
                 return CLIPTextModel.from_pretrained(folder, use_safetensors=True, local_files_only=True)
             if name == "tokenizer":
-                from transformers import CLIPTokenizer
+                from transformers.models.clip.tokenization_clip import CLIPTokenizer
 
                 return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         except ModelError:
@@ -222,8 +222,10 @@ def write_random(folder: Path, preset: str = "tiny", *, grid: int = 8, codebook:
     shapes, about 5 GB), the hyper-encoder for the rate setting (``grid``, ``codebook``)
     with M = 320 (what PerCo (SD)'s U-Net hard-codes). The tokenizer is a real CLIP
     tokenizer whose vocabulary is single characters (every text tokenizes)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers.models.clip.configuration_clip import CLIPTextConfig
+    from transformers.models.clip.modeling_clip import CLIPTextModel
 
     spec = PRESETS[preset]
     folder = Path(folder)

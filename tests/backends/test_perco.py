@@ -310,6 +310,30 @@ def test_fresh_processes_decode_nearly_the_same_pixels_with_1_or_2_threads(barn,
         assert difference.max() <= 2 and (difference > 0).mean() < 1e-3, f"{threads} thread(s)"
 
 
+def test_a_folder_converts_with_two_jobs_in_a_fresh_process(model, tmp_path):
+    """-j 2 runs two threads in one process: the first use of diffusers' and transformers'
+    classes, and the model's components, must load once and safely from both."""
+    source, coded, back = tmp_path / "in", tmp_path / "coded", tmp_path / "back"
+    (source / "sub").mkdir(parents=True)
+    sample_image(96, 64).save(source / "a.png")
+    sample_image(40, 90).convert("L").save(source / "sub" / "b.png")
+    for image in ("a", "sub/b"):
+        (source / f"{image}.txt").write_text(f"caption of {image}")
+    env = {**os.environ, "TCODEC_CACHE": str(tmp_path / "cache")}
+    env.pop("TCODEC_MODELS", None)
+    for command in (["encode", source, "-o", coded, "-m", "perco", "--sidecar-captions"],
+                    ["decode", coded, "-o", back, "-O", "steps=1"]):
+        done = subprocess.run([sys.executable, "-m", "tcodec", *map(str, command), "-O", f"model={model}",
+                               "-j", "2", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    for image, size, mode in (("a", (96, 64), "RGB"), ("sub/b", (40, 90), "L")):
+        decoded = Image.open(back / f"{image}.png")
+        assert (decoded.size, decoded.mode) == (size, mode)
+        assert tcodec.read_info(coded / f"{image}.tcz").caption == f"caption of {image}"
+        alone = tcodec.decode(coded / f"{image}.tcz", device="cpu", options={"model": str(model), "steps": "1"})
+        assert decoded.tobytes() == alone.tobytes()
+
+
 def test_sampling_settings_are_stored_used_and_overridable(barn, model):
     data = tcodec.encode(barn["image"], "perco", 1, caption=CAPTION, device="cpu",
                          options={"model": str(model), "seed": "5", "steps": "1", "guidance": "2.5"})
