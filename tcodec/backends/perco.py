@@ -277,15 +277,17 @@ class PercoBackend(Backend):
 
     def encoder(self, image, *, caption, device, options: Mapping[str, str]) -> ImageEncoder:
         """Each quality needs its own model: with ``-O model`` only that model's quality is
-        offered (a rate search stays within it), else the qualities of the released models."""
+        offered (a rate search stays within it), else those of the released models installed."""
         if caption is None:
             raise InputError("perco needs a caption: its decoder is conditioned on it")
         sampling_options(options, Sampling(1, 0.0, 0))  # bad values refused before any work
         if "model" in options:
             loaded = _load(options["model"], device)
             qualities: Sequence[int] = [_model_quality(loaded)]
-        else:
-            qualities = sorted(RELEASED_MODELS)
+        else:  # a rate search tries the installed ones (with none, quality 1 says what to get)
+            from tcodec.weights import status
+
+            qualities = [q for q, name in sorted(RELEASED_MODELS.items()) if status(name)["installed"]] or [1]
 
         def encode(quality: float) -> Payload:
             import torch

@@ -226,6 +226,20 @@ def test_round_trip_through_the_api(barn, model):
     assert not [w for w in barn["warnings"] if issubclass(w.category, TcodecWarning)]  # 42 tokens: no warning
 
 
+def test_a_byte_budget_searches_the_qualities_that_have_a_model(barn, model):
+    from tcodec.errors import InputError, ModelNotFoundError
+
+    size = len(barn["data"])
+    budgeted = tcodec.encode(barn["image"], "perco", caption=CAPTION, device="cpu", max_bytes=size,
+                             options={"model": str(model)})
+    assert budgeted == barn["data"]  # the model's one quality fits
+    with pytest.raises(InputError, match="budget|smallest"):
+        tcodec.encode(barn["image"], "perco", caption=CAPTION, device="cpu", max_bytes=size - 1,
+                      options={"model": str(model)})
+    with pytest.raises(ModelNotFoundError, match="perco-sd-0.0019 is not installed"):  # none installed
+        tcodec.encode(barn["image"], "perco", caption=CAPTION, device="cpu", max_bytes=10_000)
+
+
 def test_grayscale_is_coded_from_its_rgb_and_comes_back_grayscale(barn, model):
     gray = barn["image"].convert("L")
     data = tcodec.encode(gray, "perco", 1, caption=CAPTION, device="cpu", options={"model": str(model)})
