@@ -229,7 +229,7 @@ class PercoBackend(Backend):
         "model": "a model from `tcodec models list` or a model folder; default: the released PerCo (SD) model of "
                  f"the quality ({', '.join(f'q{q} {n}' for q, n in RELEASED_MODELS.items())})",
         "steps": f"DDIM sampling steps the decoder takes, 1 to {MAX_STEPS}; default 20 below 0.05 bpp "
-                 "(quality 1-3), 5 above (stored in the file)",
+                 "(quality 1-4), 5 above (stored in the file)",
         "guidance": f"classifier-free guidance scale; default {DEFAULT_GUIDANCE:g} (stored in the file)",
         "seed": f"the decoder's noise seed; default PerCo (SD)'s {DEFAULT_SEED} (stored in the file)",
     }
