@@ -101,6 +101,11 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"{self.name} has no native format")
 
+    def payload_info(self, container: Container) -> dict[str, object]:
+        """What the payload holds beyond the header, for ``tcodec info`` (read without
+        decoding the image, without torch). Raises FormatError for a bad payload."""
+        return {}
+
     # Qualities a bench measures by default: a handful across the useful range.
     bench_qualities: ClassVar[tuple[float, ...] | None] = None
 

@@ -311,21 +311,15 @@ class PercoBackend(Backend):
 
         return ImageEncoder(qualities, encode)
 
+    def payload_info(self, container: Container) -> dict[str, object]:
+        setting, rows, columns, sampling, _ = _checked_payload(container)
+        width, height = working_size(container.width, container.height)
+        return {"working_size": f"{width}x{height}", "grid": f"{rows}x{columns}", "codebook": setting.codebook,
+                "steps": sampling.steps, "guidance": sampling.guidance, "seed": sampling.seed}
+
     def decode(self, container: Container, *, device, options: Mapping[str, str]) -> Image.Image:
+        setting, rows, columns, stored, indices = _checked_payload(container)  # before torch is imported
         quality = int(container.quality)
-        if container.quality != quality or not 1 <= quality <= len(RATE_SETTINGS):
-            raise FormatError(f"perco quality {container.quality:g} is not one of 1..{len(RATE_SETTINGS)}; "
-                              "the file is corrupt")
-        if len(container.streams) != 1 or container.entropy_coder != "constriction-range":
-            raise FormatError("a perco file holds one range-coded stream; this one does not (the file is corrupt)")
-        if container.model_hash is None:
-            raise FormatError("this perco file carries no model hash; it was not written by tcodec")
-        if container.caption is None:
-            raise FormatError("this perco file carries no caption, which its decoder needs; the file is corrupt")
-        setting = RATE_SETTINGS[quality - 1]
-        rows, columns = grid_shape(container.width, container.height, setting)
-        # every index decoded and checked before torch is imported: a bad file costs nothing
-        stored, indices = unpack_payload(container.streams[0], setting, rows * columns)
         sampling = sampling_options(options, stored)
 
         import torch
@@ -352,6 +346,30 @@ class PercoBackend(Backend):
         if image.size != (container.width, container.height):
             image = image.resize((container.width, container.height), Image.Resampling.BICUBIC)
         return image.convert("L") if container.mode == "L" else image
+
+
+def _checked_payload(container: Container) -> tuple[RateSetting, int, int, Sampling, list[int]]:
+    """Everything a perco decoder reads from a file before any model: the rate setting,
+    the grid, the stored sampling settings and the indices.
+
+    Raises:
+        FormatError: the file is not what a perco encoder writes.
+    """
+    quality = int(container.quality)
+    if container.quality != quality or not 1 <= quality <= len(RATE_SETTINGS):
+        raise FormatError(f"perco quality {container.quality:g} is not one of 1..{len(RATE_SETTINGS)}; "
+                          "the file is corrupt")
+    if len(container.streams) != 1 or container.entropy_coder != "constriction-range":
+        raise FormatError("a perco file holds one range-coded stream; this one does not (the file is corrupt)")
+    if container.model_hash is None:
+        raise FormatError("this perco file carries no model hash; it was not written by tcodec")
+    if container.caption is None:
+        raise FormatError("this perco file carries no caption, which its decoder needs; the file is corrupt")
+    setting = RATE_SETTINGS[quality - 1]
+    rows, columns = grid_shape(container.width, container.height, setting)
+    # every index decoded and checked before torch is imported: a bad file costs nothing
+    stored, indices = unpack_payload(container.streams[0], setting, rows * columns)
+    return setting, rows, columns, stored, indices
 
 
 def _released(quality: int) -> str:

@@ -358,6 +358,7 @@ def info(
             "header_bytes": container.layout["header"],
             "stream_bytes": [len(s) for s in container.streams],
             "framing_bytes": container.layout["framing"],
+            **_payload_info(container),
         }
         if as_json:
             text = json.dumps(fields) + "\n"  # ASCII: every control or format character escaped
@@ -365,6 +366,16 @@ def info(
             width = max(map(len, fields))
             text = "".join(f"{key:<{width}}  {_shown(value)}\n" for key, value in fields.items())
         write_stdout(text.encode("utf-8", "backslashreplace"))
+
+
+def _payload_info(container) -> dict[str, object]:
+    """The backend's account of its payload (perco: grid, sampling settings), where the
+    backend is installed; its modules import no torch."""
+    from tcodec.backends import get_backend, is_installed
+
+    if not is_installed(container.backend):
+        return {}
+    return get_backend(container.backend).payload_info(container)
 
 
 def _shown(value: object) -> str:

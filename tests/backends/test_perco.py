@@ -269,6 +269,18 @@ def test_the_file_is_header_caption_one_flag_byte_and_70_index_bytes(barn, model
     assert (fields["header_bytes"], fields["caption_bytes"], fields["stream_bytes"], fields["framing_bytes"]) \
         == (header, caption, [71], framing)
     assert fields["caption"] == CAPTION and fields["backend"] == "perco"
+    # what the payload holds, read without a model or torch
+    assert {k: fields[k] for k in ("working_size", "grid", "codebook", "steps", "guidance", "seed")} == {
+        "working_size": "640x448", "grid": "7x10", "codebook": 256, "steps": 20, "guidance": 3.0,
+        "seed": DEFAULT_SEED}
+
+
+def test_info_refuses_a_perco_file_whose_payload_is_corrupt(barn, tmp_path, monkeypatch, capsys):
+    container = unpack(barn["data"])
+    bad = tmp_path / "bad.tcz"
+    bad.write_bytes(pack(dataclasses.replace(container, streams=(b"\x80" + container.streams[0][1:],))))
+    code, _, err = run_main(monkeypatch, capsys, "info", bad)
+    assert (code, err.count("\n")) == (3, 1) and "unknown perco flags" in err
 
 
 def _saved(barn) -> str:
