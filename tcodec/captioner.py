@@ -122,15 +122,17 @@ class Blip2Captioner(Captioner):
         if problems:
             raise ModelError(f"captioner {self.name}: {problems[0]}; "
                              f"get it again with: tcodec models fetch {self.name}")
-        import transformers
         from safetensors import SafetensorError
+        # from their modules: transformers' lazy top-level names race between the threads of a folder run
+        from transformers.models.blip_2.modeling_blip_2 import Blip2ForConditionalGeneration
+        from transformers.models.blip_2.processing_blip_2 import Blip2Processor
         from transformers.utils import logging
 
         logging.set_verbosity_error()  # keep library chatter and progress bars off the CLI's stderr
         logging.disable_progress_bar()
         try:
-            processor = transformers.Blip2Processor.from_pretrained(folder, local_files_only=True)
-            model = transformers.Blip2ForConditionalGeneration.from_pretrained(
+            processor = Blip2Processor.from_pretrained(folder, local_files_only=True)
+            model = Blip2ForConditionalGeneration.from_pretrained(
                 folder, local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
             raise ModelError(f"captioner {self.name} could not be loaded from {folder} ({one_line(error, 200)}); "

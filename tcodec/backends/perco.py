@@ -25,7 +25,7 @@ from PIL import Image
 from tcodec.backends.base import Backend, ImageEncoder, Payload
 from tcodec.console import progress_bar
 from tcodec.errors import FormatError, InputError, ModelError, TcodecWarning
-from tcodec.format.container import Container
+from tcodec.format.container import Container, varint
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def pack_payload(sampling: Sampling, setting: RateSetting, indices: Sequence[int
     flags, fields = 0, bytearray()
     if sampling.seed != default.seed:
         flags |= HAS_SEED
-        fields += _varint(sampling.seed)
+        fields += varint(sampling.seed)
     if sampling.steps != default.steps:
         flags |= HAS_STEPS
         fields.append(sampling.steps)
@@ -177,15 +177,6 @@ def unpack_payload(stream: bytes, setting: RateSetting, count: int) -> tuple[Sam
         guidance, position = int.from_bytes(stream[position:position + 2], "little") / 100, position + 2
     indices = decode_uniform(stream[position:], count, setting.codebook)
     return Sampling(steps, guidance, seed), indices
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def _read_varint(data: bytes, position: int) -> tuple[int, int]:

@@ -127,8 +127,9 @@ class TcodecCodec(BenchCodec):
 
 def _backend_default_qualities(name: str, options: dict[str, str]) -> tuple[float, ...]:
     backend = get_backend(name)
-    if backend.bench_qualities_with(options):
-        return tuple(float(q) for q in backend.bench_qualities_with(options))
+    chosen = backend.bench_qualities_with(options)
+    if chosen:
+        return tuple(float(q) for q in chosen)
     low, high = backend.quality_range
     if backend.integer_quality and high - low <= 12:
         return tuple(float(q) for q in range(int(low), int(high) + 1))

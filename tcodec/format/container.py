@@ -114,17 +114,17 @@ def pack(container: Container) -> bytes:
     out.append(flags)
     out.append(_code("backend", BACKEND_CODES, c.backend))
     out += struct.pack("<H", quality_code)
-    out += _varint(c.width - 1) + _varint(c.height - 1)
+    out += varint(c.width - 1) + varint(c.height - 1)
     out.append(_code("mode", MODE_CODES, c.mode))
     out.append(_code("entropy coder", ENTROPY_CODER_CODES, c.entropy_coder))
     if c.model_hash is not None:
         out += c.model_hash
     if c.coded_caption is not None:
         out.append(caption_coder)
-        out += _varint(len(coded)) + coded
-    out += _varint(len(c.streams))
+        out += varint(len(coded)) + coded
+    out += varint(len(c.streams))
     for stream in c.streams:
-        out += _varint(len(stream)) + stream
+        out += varint(len(stream)) + stream
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -136,8 +136,9 @@ def _code(what: str, table: dict[str, int], name: str) -> int:
         raise InputError(f"unknown {what} {name!r} (known: {', '.join(table)})") from None
 
 
-def _varint(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, least significant group first."""
+def varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant group first (the header's
+    sizes and lengths; a backend's payload may use it too)."""
     out = bytearray()
     while True:
         low = value & 0x7F

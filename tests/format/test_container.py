@@ -10,7 +10,7 @@ from tcodec.coding.captions import MAX_CAPTION_BYTES
 from tcodec.format.container import (
     MAX_PIXELS,
     Container,
-    _varint,
+    varint,
     check_magic,
     pack,
     unpack,
@@ -65,12 +65,12 @@ def test_quality_is_stored_in_hundredths():
 
 @pytest.mark.parametrize("value, n_bytes", [(0, 1), (1, 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (65534, 3)])
 def test_varint_round_trip(value, n_bytes):
-    assert len(_varint(value)) == n_bytes
-    assert unpack(with_crc(header(width=_varint(value), rest=b"\x01\x00"))).width == value + 1
+    assert len(varint(value)) == n_bytes
+    assert unpack(with_crc(header(width=varint(value), rest=b"\x01\x00"))).width == value + 1
 
 
 def test_largest_varint_is_read_then_refused_as_a_size():
-    data = with_crc(header(width=_varint(2**35 - 1), rest=b"\x01\x00"))
+    data = with_crc(header(width=varint(2**35 - 1), rest=b"\x01\x00"))
     with pytest.raises(FormatError, match="34359738368x8 is outside the format's limits"):
         unpack(data)
 
@@ -124,14 +124,14 @@ def test_trailing_bytes_are_refused():
 
 
 def test_absurd_image_size_is_refused_before_anything_else():
-    million = _varint(10**6 - 1)
+    million = varint(10**6 - 1)
     data = with_crc(header(width=million, height=million, rest=b"\x01\x00"))
     with pytest.raises(FormatError, match="1000000x1000000 is outside the format's limits"):
         unpack(data)
 
 
 def test_too_many_pixels_is_refused():
-    side = _varint(40000 - 1)  # each side valid, the product is not
+    side = varint(40000 - 1)  # each side valid, the product is not
     with pytest.raises(FormatError, match="outside the format's limits"):
         unpack(with_crc(header(width=side, height=side, rest=b"\x01\x00")))
 
@@ -165,14 +165,14 @@ def test_stream_count_is_bounded(count):
 
 def test_oversize_caption_is_refused_when_read():
     caption = b"a" * (MAX_CAPTION_BYTES + 1)
-    rest = b"\x00" + _varint(len(caption)) + caption + b"\x01\x00"
+    rest = b"\x00" + varint(len(caption)) + caption + b"\x01\x00"
     assert unpack(with_crc(header(flags=0x02, rest=rest))).coded_caption == (0, caption)  # the container's part
     with pytest.raises(FormatError, match="caption is longer than"):
         read_info(with_crc(header(flags=0x02, rest=rest)))
 
 
 def test_caption_length_beyond_the_limit_is_refused_before_reading():
-    rest = b"\x00" + _varint(10**9)
+    rest = b"\x00" + varint(10**9)
     with pytest.raises(FormatError, match="caption claims 1000000000 bytes"):
         unpack(with_crc(header(flags=0x02, rest=rest)))
 
