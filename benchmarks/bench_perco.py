@@ -44,6 +44,7 @@ from pathlib import Path
 from PIL import Image
 
 from tcodec import api
+from tcodec.coding import captions
 from tcodec.backends.perco import RATE_SETTINGS, grid_shape
 from tcodec.models.perco_weights import COMPONENTS, write_random
 
@@ -113,6 +114,10 @@ def tiny(args) -> None:
         folder = args.keep or Path(scratch) / "models"
         models = write_tiny_models(folder)
         print(f"image {image} ({width}x{height}), caption {args.caption!r}, tiny random models in {folder}")
+        coded = captions.encode(args.caption)[1]
+        deflated = zlib.compress(args.caption.encode(), zlib.Z_BEST_COMPRESSION)
+        print(f"the caption: {len(args.caption.encode())} bytes of UTF-8, {len(coded)} coded by tcodec's caption "
+              f"coder, {len(deflated)} with zlib as PerCo (SD) stores it")
         print("\n| q | setting | grid | file B | header B | caption B | indices B | other B | bpp | "
               "PerCo (SD) file B | ratio | encode s | decode s |")
         print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

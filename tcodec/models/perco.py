@@ -208,7 +208,7 @@ class PercoModel:
         """(1, 3, H, W) pixels (sides multiples of the grid's cell) -> (H', W') int64 indices.
         On the CPU, without oneDNN: its convolutions sum in an order that depends on the
         thread count, torch's own do not, and the indices must be the same on every machine
-        (the VAE encoder then takes about 1.4x the time; the decoder keeps oneDNN's speed)."""
+        (the VAE encoder is then slower; the decoder keeps oneDNN's speed)."""
         with _without_onednn(self.device):
             return self.component("hyper_enc")(self.latent(pixels))[0]
 
