@@ -198,6 +198,8 @@ def full_random(args) -> None:
         print(f"written in {time.perf_counter() - start:.0f} s")
     sizes = {c: sum(f.stat().st_size for f in (folder / c).rglob("*") if f.is_file()) for c in COMPONENTS}
     print("component bytes: " + ", ".join(f"{c} {n / 1e9:.2f} GB" for c, n in sizes.items()))
+    counts = {c: sum(_parameters(f) for f in (folder / c).glob("*.safetensors")) for c in COMPONENTS}
+    print("component parameters: " + ", ".join(f"{c} {n / 1e6:.1f}M" for c, n in counts.items() if n))
     image = test_image(args.image)
     with tempfile.TemporaryDirectory() as scratch:
         coded, decoded = Path(scratch) / "x.tcz", Path(scratch) / "x.png"
@@ -213,6 +215,15 @@ def full_random(args) -> None:
             note = "" if peak > before else " (no higher than an earlier child's: the figure is that child's)"
             print(f"{what}: {seconds:.1f} s, peak resident memory {peak / 2**20:.2f} GiB{note}"
                   + (f", {args.steps} steps" if what == "decode" else ""), flush=True)
+
+
+def _parameters(path: Path) -> int:
+    """The number of values a safetensors file holds (from its header: nothing is loaded)."""
+    import json
+
+    with path.open("rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    return sum(math.prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
 
 
 def main() -> None:
