@@ -422,7 +422,7 @@ METRICS: dict[str, Metric] = {
                install="pip install 'tcodec[bench]'", compute=ms_ssim_rgb),
         Metric("st-lpips-alex", "ST-LPIPS (alex)", False, modules=("torch", "stlpips_pytorch", "IPython", "torchsummary"),
                install="pip install 'tcodec[bench]'", compute=st_lpips_alex),
-        Metric("ssimulacra2", "SSIMULACRA 2", True, modules=("numpy", "scipy"), install="pip install scipy",
+        Metric("ssimulacra2", "SSIMULACRA 2", True, modules=("numpy", "scipy", "torch"), install="pip install scipy torch",
                compute=ssimulacra2),
         Metric("cvvdp", "ColorVideoVDP (JOD)", True, modules=("torch", "pycvvdp"), install="pip install 'tcodec[bench]'",
                compute=cvvdp_jod),

@@ -15,7 +15,12 @@ means and (co)variances; per channel, an SSIM error map without the luminance te
 denominator, and a map of edges the distorted image adds ("ringing") and loses
 ("blurring"); the mean and the 4-norm of each of the 3 maps × 3 channels × 6 scales make
 108 numbers, weighted, then mapped to the score (100: identical; 90: visually lossless;
-30: low quality; it can go below 0). Computed in float64 (the reference uses float32).
+30: low quality; it can go below 0).
+
+The recursive Gaussian's response is finite (2·radius + 1 taps), so it runs here as that
+convolution, in torch: :func:`ssimulacra2` scores two 8-bit images in float64 (the
+reference uses float32) for the bench, and :func:`scores` the images of a batch in their
+own dtype, differentiably, as a training loss (tcodec-taco-p2's).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 # JPEG XL's opsin absorbance matrix and bias (lib/jxl/opsin_params.h)
 _OPSIN = np.array([[0.30, 0.622, 0.078],
@@ -53,14 +60,26 @@ _WEIGHTS = np.array([
 ])
 
 
+
 def ssimulacra2(reference: np.ndarray, distorted: np.ndarray) -> float:
     """The score of ``distorted`` against ``reference``, both uint8 HxWx3 sRGB arrays."""
     if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
         raise ValueError(f"need two HxWx3 images of one size, not {reference.shape} and {distorted.shape}")
+
+    def tensor(pixels: np.ndarray) -> torch.Tensor:
+        return torch.tensor(pixels, dtype=torch.float64).permute(2, 0, 1)[None] / 255.0
+
+    with torch.no_grad():
+        return float(scores(tensor(reference), tensor(distorted))[0])
+
+
+def scores(reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
+    """The score of each image of ``distorted`` (N, 3, H, W sRGB in [0, 1]) against the same
+    one of ``reference``: shape (N,), differentiable in both, computed in their dtype."""
     linear1, linear2 = _linear(reference), _linear(distorted)
-    scales = []  # per scale: (channel, norm, map) with maps SSIM, ringing, blurring
+    per_scale = []  # (N, channel, norm, map) with maps SSIM, ringing, blurring
     for scale in range(_SCALES):
-        if min(linear1.shape[:2]) < 8:
+        if min(linear1.shape[-2:]) < 8:
             break
         if scale:
             linear1, linear2 = _half(linear1), _half(linear2)
@@ -69,36 +88,44 @@ def ssimulacra2(reference: np.ndarray, distorted: np.ndarray) -> float:
         variance1 = _blur(image1 * image1) - mu1 * mu1
         variance2 = _blur(image2 * image2) - mu2 * mu2
         covariance = _blur(image1 * image2) - mu1 * mu2
-        ssim_error = np.maximum(
-            1.0 - (1.0 - (mu1 - mu2) ** 2) * (2 * covariance + _C2) / (variance1 + variance2 + _C2), 0.0)
-        edges = (1.0 + np.abs(image2 - mu2)) / (1.0 + np.abs(image1 - mu1)) - 1.0
-        maps = (ssim_error, np.maximum(edges, 0.0), np.maximum(-edges, 0.0))
-        scales.append(np.stack([np.stack([m.mean(axis=(0, 1)) for m in maps], axis=-1),
-                                np.stack([(m**4).mean(axis=(0, 1)) ** 0.25 for m in maps], axis=-1)], axis=1))
+        ssim_error = (1.0 - (1.0 - (mu1 - mu2) ** 2) * (2 * covariance + _C2) / (variance1 + variance2 + _C2)).clamp_min(0)
+        edges = (1.0 + (image2 - mu2).abs()) / (1.0 + (image1 - mu1).abs()) - 1.0
+        maps = torch.stack([ssim_error, edges.clamp_min(0), (-edges).clamp_min(0)], dim=-1)  # N, C, H, W, map
+        per_scale.append(torch.stack([maps.mean(dim=(2, 3)), _root(maps.pow(4).mean(dim=(2, 3)), 0.25)], dim=2))
     # the weights are taken in order for the scales computed (a small image has fewer)
-    terms = np.abs(np.stack(scales, axis=1)).reshape(-1)  # channel, scale, norm, map
-    total = float(np.dot(_WEIGHTS[: len(terms)], terms)) * 0.9562382616834844
+    terms = torch.stack(per_scale, dim=2).flatten(1)  # channel, scale, norm, map
+    weights = torch.as_tensor(_WEIGHTS[: terms.shape[1]], dtype=terms.dtype, device=terms.device)
+    total = (terms @ weights) * 0.9562382616834844
     total = 2.326765642916932 * total - 0.020884521182843837 * total**2 + 6.248496625763138e-05 * total**3
-    return 100.0 - 10.0 * math.pow(total, 0.6276336467831387) if total > 0 else 100.0
+    return 100.0 - 10.0 * _root(total, 0.6276336467831387)
 
 
-def _linear(srgb: np.ndarray) -> np.ndarray:
-    value = srgb.astype(np.float64) / 255.0
-    return np.where(value <= 0.04045, value / 12.92, ((value + 0.055) / 1.055) ** 2.4)
+def _root(value: torch.Tensor, exponent: float) -> torch.Tensor:
+    """value ** exponent where value > 0, else 0, with finite gradients at 0."""
+    positive = value > 0
+    return torch.where(positive, torch.where(positive, value, torch.ones_like(value)) ** exponent,
+                       torch.zeros_like(value))
 
 
-def _half(image: np.ndarray) -> np.ndarray:
+def _linear(srgb: torch.Tensor) -> torch.Tensor:
+    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def _half(image: torch.Tensor) -> torch.Tensor:
     """2x2 box averages; an odd last row or column is averaged with a copy of itself."""
-    height, width = image.shape[:2]
-    image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    return image.reshape(image.shape[0] // 2, 2, image.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+    height, width = image.shape[-2:]
+    if height % 2 or width % 2:
+        image = F.pad(image, (0, width % 2, 0, height % 2), mode="replicate")
+    return F.avg_pool2d(image, 2)
 
 
-def _xyb(linear: np.ndarray) -> np.ndarray:
-    mixed = np.cbrt(np.maximum(linear @ _OPSIN.T + _BIAS, 0.0)) - np.cbrt(_BIAS)
-    x = 0.5 * (mixed[..., 0] - mixed[..., 1])
-    y = 0.5 * (mixed[..., 0] + mixed[..., 1])
-    return np.stack([x * 14.0 + 0.42, y + 0.01, mixed[..., 2] - y + 0.55], axis=-1)
+def _xyb(linear: torch.Tensor) -> torch.Tensor:
+    opsin = torch.as_tensor(_OPSIN, dtype=linear.dtype, device=linear.device)
+    mixed = torch.einsum("ij,njhw->nihw", opsin, linear) + _BIAS
+    mixed = mixed.clamp_min(0) ** (1 / 3) - _BIAS ** (1 / 3)
+    x = 0.5 * (mixed[:, 0] - mixed[:, 1])
+    y = 0.5 * (mixed[:, 0] + mixed[:, 1])
+    return torch.stack([x * 14.0 + 0.42, y + 0.01, mixed[:, 2] - y + 0.55], dim=1)
 
 
 def _recursive_gaussian(sigma: float) -> tuple[int, np.ndarray, np.ndarray]:
@@ -120,20 +147,32 @@ def _recursive_gaussian(sigma: float) -> tuple[int, np.ndarray, np.ndarray]:
 _RADIUS, _N2, _D1 = _recursive_gaussian(_SIGMA)
 
 
-def _blur(image: np.ndarray) -> np.ndarray:
-    """The recursive Gaussian along x, then along y; zero outside the image."""
-    return _blur_axis(_blur_axis(image, 1), 0)
-
-
-def _blur_axis(image: np.ndarray, axis: int) -> np.ndarray:
+def _recursive_taps() -> np.ndarray:
+    """The recursive filter's response to an impulse, run as the reference runs it (zero
+    outside the signal; output n takes in[n - radius - 1] + in[n + radius - 1], the
+    resonators warming up from n = -radius + 1): its 2·radius + 1 taps around the impulse
+    (the response is zero beyond them: tested)."""
     from scipy.signal import lfilter
 
-    values = np.moveaxis(image, axis, -1)
-    size, radius = values.shape[-1], _RADIUS
-    padded = np.concatenate([np.zeros(values.shape[:-1] + (2 * radius,)), values,
-                             np.zeros(values.shape[:-1] + (radius,))], axis=-1)
-    # output n (from -radius + 1, warming up) takes in[n - radius - 1] + in[n + radius - 1]
+    radius, size = _RADIUS, 4 * _RADIUS + 3
+    centre = size // 2
+    impulse = np.zeros(size)
+    impulse[centre] = 1.0
+    padded = np.concatenate([np.zeros(2 * radius), impulse, np.zeros(radius)])
     n = np.arange(-radius + 1, size)
-    summed = padded[..., n + radius - 1] + padded[..., n + 3 * radius - 1]
-    out = sum(lfilter([_N2[k]], [1.0, _D1[k], 1.0], summed, axis=-1) for k in range(3))
-    return np.moveaxis(out[..., radius - 1:], -1, axis)
+    summed = padded[n + radius - 1] + padded[n + 3 * radius - 1]
+    response = sum(lfilter([_N2[k]], [1.0, _D1[k], 1.0], summed) for k in range(3))[radius - 1:]
+    return response[centre - radius: centre + radius + 1]
+
+
+_TAPS = _recursive_taps()
+
+
+def _blur(image: torch.Tensor) -> torch.Tensor:
+    """The recursive Gaussian along x, then along y; zero outside the image."""
+    channels = image.shape[1]
+    taps = torch.as_tensor(_TAPS, dtype=image.dtype, device=image.device)
+    along_x = taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    along_y = taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    image = F.conv2d(image, along_x, padding=(0, _RADIUS), groups=channels)
+    return F.conv2d(image, along_y, padding=(_RADIUS, 0), groups=channels)

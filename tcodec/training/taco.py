@@ -39,6 +39,7 @@ from tcodec.images import IMAGE_SUFFIXES
 from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
+from tcodec.bench.ssimulacra2 import scores as ssimulacra2_scores
 from tcodec.models.taco import TacoConfig, TacoModel, rate_lambda
 
 
@@ -76,6 +77,8 @@ class Recipe:
     # TACO's perceptual term: k_p times ST-LPIPS (alex) of each crop is added to its
     # bpp + λ·MSE (0: pixels only); the joint image-text term needs CLIP's image tower
     perceptual: float = 0.0
+    # k_s times (100 - SSIMULACRA 2) / 100 of each crop is added too (0: none)
+    ssimulacra2: float = 0.0
     # parameters whose names start with one of these stay as they are (e.g. the integer
     # entropy-parameter networks, so a fine-tuned model shares them with its base)
     frozen: tuple[str, ...] = ()
@@ -247,13 +250,14 @@ def train(config_path: Path) -> None:
         for parameter in matched:
             parameter.requires_grad_(False)
     perceptual = perceptual_distance(device) if recipe.perceptual else None
-    aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    # z's quantiles follow its prior: frozen with it, so the exported tables stay the same
+    aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
     main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
-    aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr)
+    aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr) if aux_parameters else None
     rng = random.Random(recipe.seed + step)  # a resumed run draws new crops
     log = checkpoint.with_suffix(".log.csv")
-    totals, clock = np.zeros(5), time.time()
+    totals, clock = np.zeros(6), time.time()
     while step < recipe.iterations:
         x, texts = batch_of(images, captions, recipe, rng)
         x = x.to(device, non_blocking=True)
@@ -266,24 +270,29 @@ def train(config_path: Path) -> None:
         bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
         mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
         loss = bits / pixels + lambda_of(quality, recipe, config.rates) * 255**2 * mse
-        distance = perceptual(out["x_hat"].float().clamp(0, 1), x) if perceptual else torch.full_like(mse, math.nan)
+        decoded = out["x_hat"].float().clamp(0, 1)
+        distance = perceptual(decoded, x) if perceptual else torch.full_like(mse, math.nan)
         if perceptual:
             loss = loss + recipe.perceptual * distance
+        score = ssimulacra2_scores(x, decoded) if recipe.ssimulacra2 else torch.full_like(mse, math.nan)
+        if recipe.ssimulacra2:
+            loss = loss + recipe.ssimulacra2 * (100 - score) / 100
         loss = loss.mean()
         optimizer.zero_grad()
-        aux_optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_parameters, 1.0)
         optimizer.step()
         aux_loss = model.aux_loss()
-        aux_loss.backward()
-        aux_optimizer.step()
+        if aux_parameters:
+            aux_optimizer.zero_grad()
+            aux_loss.backward()
+            aux_optimizer.step()
         step += 1
         totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(),
-                   aux_loss.item(), distance.mean().item()]
+                   aux_loss.item(), distance.mean().item(), score.mean().item()]
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(5), time.time()
+            totals, clock = np.zeros(6), time.time()
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
 
@@ -349,7 +358,7 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(trained, lr=recipe.lr)
     log = checkpoint.with_suffix(".log.csv")
-    started_at, totals, clock = step, np.zeros(5), time.time()
+    started_at, totals, clock = step, np.zeros(6), time.time()
     while step < recipe.iterations:
         y, quality = batch()
         for group in optimizer.param_groups:
@@ -362,19 +371,20 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
-        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan, math.nan]  # y's estimated bits; no PSNR
+        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan, math.nan, math.nan]  # y's estimated bits; no PSNR
         if step % recipe.log_every == 0:
             _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(5), time.time()
+            totals, clock = np.zeros(6), time.time()
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
 
 
 def _log(path: Path, step: int, means, its_per_s: float, optimizer) -> None:
     lr = optimizer.param_groups[0]["lr"]
-    line = f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e},{means[4]:.4f}"
+    line = (f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e},"
+            f"{means[4]:.4f},{means[5]:.3f}")
     if not path.exists():
-        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr,st_lpips_alex\n")
+        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr,st_lpips_alex,ssimulacra2\n")
     with path.open("a") as file:
         file.write(line + "\n")
     print(line, flush=True)
@@ -405,7 +415,7 @@ def export(config_path: Path, name: str, folder: Path | None = None, half: bool 
     packaged = Path(__file__).resolve().parent.parent / "data" / "models" / name
     folder = folder or packaged
     # the λ range -O effort refines for, where the loss is rate + λ·MSE alone
-    extra = {} if recipe.perceptual else {"lambdas": list(recipe.lambdas)}
+    extra = {} if recipe.perceptual or recipe.ssimulacra2 else {"lambdas": list(recipe.lambdas)}
     model_hash = save_model(model.eval(), folder, text_encoder, fit_quantiles=True, half=half, **extra,
                             trained_iterations=iteration, recipe=str(config_path.name))
     print(f"exported {name} (iteration {iteration}) to {folder}, model hash {model_hash[:16]}")

@@ -71,3 +71,49 @@ def test_identical_images_score_100_and_jpeg_q90_to_q10_score_lower():
 def test_images_of_other_sizes_are_refused():
     with pytest.raises(ValueError, match="one size"):
         ssimulacra2(uniform(16, 0), uniform(17, 0))
+
+
+def test_the_recursive_gaussian_runs_as_its_whole_finite_response():
+    from tcodec.bench.ssimulacra2 import _TAPS
+
+    # the taps at the window's ends are already zero, so nothing of the response is cut off
+    assert abs(_TAPS[0]) < 1e-12 and abs(_TAPS[-1]) < 1e-12
+    assert _TAPS.sum() == pytest.approx(1.0) and np.allclose(_TAPS, _TAPS[::-1])
+
+
+def jpeg_pair(size=(96, 80), quality=20):
+    from tcodec.sample import sample_image
+
+    image = sample_image(*size)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return np.asarray(image.convert("RGB")), np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def test_batched_scores_are_the_images_own_scores_and_float32_is_close():
+    import torch
+
+    from tcodec.bench.ssimulacra2 import scores
+
+    pairs = [jpeg_pair(quality=q) for q in (10, 40, 90)]
+    one_by_one = [ssimulacra2(reference, distorted) for reference, distorted in pairs]
+    batch = [torch.stack([torch.tensor(p[i]).permute(2, 0, 1) for p in pairs]).double() / 255 for i in (0, 1)]
+    assert scores(*batch).tolist() == pytest.approx(one_by_one, abs=1e-9)
+    assert scores(*(b.float() for b in batch)).tolist() == pytest.approx(one_by_one, abs=0.05)
+
+
+def test_scores_have_finite_gradients_that_point_to_the_reference():
+    import torch
+
+    from tcodec.bench.ssimulacra2 import scores
+
+    reference, distorted = (torch.tensor(p).permute(2, 0, 1)[None].float() / 255 for p in jpeg_pair())
+    same = reference.clone().requires_grad_(True)
+    (gradient_at_identity,) = torch.autograd.grad(scores(reference, same).sum(), same)
+    assert torch.isfinite(gradient_at_identity).all()
+    moving = distorted.clone().requires_grad_(True)
+    score = scores(reference, moving)
+    (gradient,) = torch.autograd.grad(score.sum(), moving)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+    # a small step up the gradient raises the score
+    assert scores(reference, (distorted + 1e-3 * gradient / gradient.abs().max()).clamp(0, 1)) > score.detach()

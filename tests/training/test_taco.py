@@ -1,6 +1,7 @@
 """The training command on a handful of generated images: runs, checkpoints, resumes, exports."""
 
 import json
+import math
 
 import pytest
 
@@ -218,10 +219,34 @@ def test_a_perceptual_branch_trains_with_st_lpips_and_keeps_frozen_parts(tmp_pat
     assert frozen and all(torch.equal(before[key], after[key]) for key in frozen)
     synthesis = [key for key in before if key.startswith("g_s.")]
     assert not all(torch.equal(before[key], after[key]) for key in synthesis)  # the rest trains
-    log = (tmp_path / "branch" / "model.log.csv").read_text().splitlines()
-    assert log[0].endswith(",st_lpips_alex")
-    distances = [float(line.split(",")[-1]) for line in log[1:]]
+    distances = log_column(tmp_path / "branch" / "model.log.csv", "st_lpips_alex")
     assert len(distances) == 2 and all(0 < d < 1 for d in distances)
+
+
+def log_column(path, name: str) -> list[float]:
+    header, *lines = path.read_text().splitlines()
+    column = header.split(",").index(name)
+    return [float(line.split(",")[column]) for line in lines]
+
+
+DECODER_ONLY = ["g_a.", "h_a.", "h_s.", "local_context.", "channel_context.", "entropy_parameters_anchor.",
+                "entropy_parameters_nonanchor.", "entropy_bottleneck.", "rate_log_gain"]
+
+
+def test_a_decoder_branch_trains_for_ssimulacra2_and_leaves_the_encoder_and_tables_alone(tmp_path):
+    write_run(tmp_path, 2)
+    before, after = train_branch(tmp_path, f"ssimulacra2 = 1.0\nfrozen = {json.dumps(DECODER_ONLY)}\n")
+    encoder_side = [key for key in before if not key.startswith(("g_s.", "rate_log_inverse_gain"))]
+    # z's quantiles too: they are fitted by the aux loss only while z's prior learns
+    assert any(key.endswith("quantiles") for key in encoder_side)
+    assert all(torch.equal(before[key], after[key]) for key in encoder_side)
+    assert not all(torch.equal(before[key], after[key]) for key in before if key.startswith("g_s."))
+    scores = log_column(tmp_path / "branch" / "model.log.csv", "ssimulacra2")
+    assert len(scores) == 2 and all(math.isfinite(s) and s < 100 for s in scores)
+    assert all(math.isnan(d) for d in log_column(tmp_path / "branch" / "model.log.csv", "st_lpips_alex"))
+    # the loss is not rate + λ·MSE alone, so -O effort gets no λ from this model
+    train.export(tmp_path / "branch.toml", "branch-model", tmp_path / "exported")
+    assert "lambdas" not in json.loads((tmp_path / "exported" / "config.json").read_text())
 
 
 def test_holdout_leaves_every_nth_image_out_of_training(tmp_path):
