@@ -406,11 +406,13 @@ def demo(
     backend: Annotated[Optional[str], typer.Option("--backend", "-m", help="Default: taco when installed, "
                                                     "else jpeg.")] = None,
     quality: Annotated[Optional[float], typer.Option("--quality", "-q")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace files in the folder that a demo with "
+                                        "these settings would not write.")] = False,
 ) -> None:
     """Encode and decode the shipped photo (CC0), compare with JPEG and WebP at the same size, and print what it measured."""
     from tcodec.cli.demo import run_demo
 
-    for line in run_demo(output, backend, quality):
+    for line in run_demo(output, backend, quality, force):
         print(line)
 
 

@@ -5,6 +5,7 @@ the same file size; nothing is downloaded."""
 from __future__ import annotations
 
 import io
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from PIL import Image, features
 
 from tcodec import api
-from tcodec.errors import InputError
+from tcodec.errors import InputError, OutputExistsError
 from tcodec.fileio import write_atomic
 from tcodec.images import load_image
 
@@ -65,9 +66,10 @@ def webp_within(image: Image.Image, max_bytes: int) -> tuple[int, bytes] | None:
     return best
 
 
-def run_demo(folder: Path, backend: str | None, quality: float | None) -> list[str]:
+def run_demo(folder: Path, backend: str | None, quality: float | None, force: bool = False) -> list[str]:
     """Encode and decode the shipped photo into ``folder``, then JPEG and WebP at the same
-    size or smaller for comparison; return lines to print."""
+    size or smaller for comparison; return lines to print. A file there with other contents
+    is replaced only with ``force``."""
     backend = backend or default_backend()
     original = photo_bytes()
     loaded = load_image(original, PHOTO)
@@ -113,6 +115,12 @@ def run_demo(folder: Path, backend: str | None, quality: float | None) -> list[s
             webp_psnr = psnr(image, webp_image.convert("RGB"))
         lines.append(f"webp at most as large (method {WEBP_METHOD}): quality {webp_quality}, "
                      f"{len(webp_data):,} bytes, {8 * len(webp_data) / pixels:.3f} bpp, PSNR {webp_psnr:.2f} dB")
+    # a file a user put there is not replaced by surprise: only the same bytes (an earlier
+    # demo's), or anything with --force
+    for name, (content, _) in written.items():
+        path = folder / name
+        if not force and os.path.lexists(path) and not (path.is_file() and path.read_bytes() == content):
+            raise OutputExistsError(f"{path}: already exists with other contents (use --force to replace it)")
     lines.append(f"files in {folder}:")
     width = max(map(len, written))
     for name, (content, what) in written.items():

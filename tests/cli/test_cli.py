@@ -107,6 +107,17 @@ def test_demo_runs_with_the_built_in_image(tmp_path):
     assert b"photo.decoded.png" in result.stdout and str(folder).encode() in result.stdout
 
 
+def test_demo_reruns_but_replaces_a_users_file_only_with_force(tmp_path):
+    folder = tmp_path / "demo"
+    assert run_cli("demo", "-o", folder, "-m", "jpeg").returncode == 0
+    assert run_cli("demo", "-o", folder, "-m", "jpeg").returncode == 0  # the same bytes again
+    (folder / "photo.tcz").write_bytes(b"the user's own file")
+    assert_error(run_cli("demo", "-o", folder, "-m", "jpeg"), 7, "photo.tcz: already exists with other contents")
+    assert (folder / "photo.tcz").read_bytes() == b"the user's own file"
+    assert run_cli("demo", "-o", folder, "-m", "jpeg", "--force").returncode == 0
+    assert tcodec.read_info(folder / "photo.tcz").backend == "jpeg"
+
+
 def test_lossy_conversion_is_warned_on_stderr(tmp_path, card):
     rgba = card.convert("RGBA")
     rgba.putpixel((0, 0), (0, 0, 0, 0))
