@@ -1,13 +1,13 @@
-"""Perceptual quality on Kodak: taco v4 and the perceptual taco model against other codecs.
+"""Perceptual quality on Kodak: taco v4 and the perceptual taco models against other codecs.
 
-Issue 18, part 3: taco v4, the perceptual taco model, JPEG, WebP, AVIF and JPEG XL on
+Issue 18, part 3: taco v4, the perceptual taco models, JPEG, WebP, AVIF and JPEG XL on
 PSNR, MS-SSIM, ST-LPIPS, SSIMULACRA 2, ColorVideoVDP and VMAF, and what the caption does
 to each metric.
 
     python benchmarks/bench_perceptual_kodak.py -j 2                          # the full run
     python benchmarks/bench_perceptual_kodak.py --limit 2 --points 3 \\
         --crop kodim01.png:256,128 -o /tmp/perceptual-look                    # a quick look (minutes)
-    python benchmarks/bench_perceptual_kodak.py --perceptual tune=perceptual  # how the model is chosen
+    python benchmarks/bench_perceptual_kodak.py --perceptual tune=perceptual  # how the models are chosen
     python benchmarks/bench_perceptual_kodak.py --metrics psnr-rgb,st-lpips-alex,ssimulacra2
 
 The full run measures about 1,500 encodes (24 images; see summary.md's step times).
@@ -17,22 +17,22 @@ bench_taco_kodak.py), so a stopped or repeated run measures only what is missing
 
 1. pillow-jpeg, webp, avif and jxl at qualities that span about 0.05-1 bpp on Kodak
    (WebP and JPEG XL go no lower than about 0.10 and 0.15 bpp on their quality scales);
-2. taco v4 (-O taco.model=tcodec-taco-v4) and the perceptual model (--perceptual,
-   default -O taco.model=tcodec-taco-p1) at qualities 1-8 with each image's own caption
+2. taco v4 (-O taco.model=tcodec-taco-v4) and the perceptual models (--perceptual, default
+   -O taco.model=tcodec-taco-p1 and tcodec-taco-p2) at qualities 1-8 with each image's own caption
    (../shared/data/kodak/captions.jsonl), and at 4 of them (--caption-points) with empty
    text (no caption) and with another image's caption (each image gets the next one's).
 
 It writes into --output (default results/perceptual-kodak/):
 
-- reference/, taco-v4/{own,empty,other}-caption/, taco-perceptual/...: each bench run's
+- reference/, taco-v4/{own,empty,other}-caption/, taco-p1/..., taco-p2/...: each bench run's
   own outputs (CompressAI JSON per codec, per_image.csv, summary.md, bd-rate.md, run.json);
-- curves/: the six main curves (own captions for taco) in CompressAI's JSON format;
-- rd-*.png: RD plots of those six curves on every metric (tcodec bench's plotting);
+- curves/: the main curves (own captions for taco) in CompressAI's JSON format;
+- rd-*.png: RD plots of those curves on every metric (tcodec bench's plotting);
 - bd-rate-vs-avif.md: BD-rate of every codec against AVIF, metric by metric;
-- caption-effect.md: for both taco models, empty text and another image's caption against
+- caption-effect.md: for every taco model, empty text and another image's caption against
   the own caption, per metric: BD-rate, and the mean difference at equal quality setting;
 - crops.png: 256x256 crops, 2x nearest neighbour, of the original, AVIF, taco v4 and the
-  perceptual model, each at its point closest to --target-bpp;
+  perceptual models, each at its point closest to --target-bpp;
 - summary.md: those tables, each step's wall time and the metric cost per decoded image
   that tcodec bench reported.
 """
@@ -76,12 +76,13 @@ REFERENCE_QUALITIES = {
 }
 TACO_QUALITIES = (1, 2, 3, 4, 5, 6, 7, 8)  # 0.06-0.99 bpp for v4
 V4_OPTION = "model=tcodec-taco-v4"
+PERCEPTUAL_OPTIONS = ("model=tcodec-taco-p1", "model=tcodec-taco-p2")
 REFERENCE = "avif"
 BD_METHOD, BD_MAX_BPP = "pchip", 2.0  # tcodec bench's defaults
 CAPTION_VARIANTS = {"own-caption": "its own caption", "empty-caption": "empty text",
                     "other-caption": "another image's caption"}
 DEFAULT_CROPS = ("kodim23.png:380,90", "kodim13.png:256,240")  # a parrot's head; water and stones
-CROP_SIDE, ZOOM, LABEL_HEIGHT = 256, 2, 62
+CROP_SIDE, ZOOM, LABEL_HEIGHT = 256, 2, 86
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ class Step:
 def main() -> None:
     args, extra = parse_arguments()
     check_crops(args.crop)  # the checks come before the long part
-    tacos = {"taco-v4": V4_OPTION, "taco-perceptual": args.perceptual}
-    check_taco_option(args.perceptual)
+    tacos = {"taco-v4": V4_OPTION, **{perceptual_label(option): option for option in args.perceptual}}
+    for option in args.perceptual:
+        check_taco_option(option)
     out, steps = args.output, []
     common = ["--metrics", args.metrics, "--cache", str(args.cache), "-j", str(args.jobs), "--no-plots", *extra]
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +127,7 @@ def main() -> None:
     with timed(steps, "tables and plots"):
         curves = main_curves(out, list(tacos))
         tables = [bd_against_avif(curves, metric_keys), caption_effect(out, list(tacos), metric_keys),
-                  perceptual_against_v4(curves, metric_keys)]
+                  perceptual_against_v4(curves, [label for label in tacos if label != "taco-v4"], metric_keys)]
         plot(curves, out)
     with timed(steps, "crops"):
         tables.append(crop_picture(out, args.crop, args.target_bpp, tacos))
@@ -139,8 +141,9 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="Other options (e.g. --limit 2, --device cpu) go to every bench run.")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "results" / "perceptual-kodak")
-    parser.add_argument("--perceptual", default="model=tcodec-taco-p1", metavar="KEY=VALUE",
-                        help="the taco option that selects the perceptual model (default model=tcodec-taco-p1)")
+    parser.add_argument("--perceptual", action="append", metavar="KEY=VALUE",
+                        help="a taco option that selects a perceptual model (repeatable; default "
+                             f"{' and '.join(PERCEPTUAL_OPTIONS)})")
     parser.add_argument("--metrics", default=METRIC_KEYS, help=f"comma-separated (default {METRIC_KEYS})")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="measurements in parallel (processes)")
     parser.add_argument("--cache", type=Path, default=cache_dir() / "bench" / "kodak.jsonl",
@@ -154,7 +157,14 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
                         help=f"a 256x256 crop region (repeatable; default {' and '.join(DEFAULT_CROPS)})")
     args, extra = parser.parse_known_args()
     args.crop = args.crop or [parse_crop(text) for text in DEFAULT_CROPS]
+    args.perceptual = args.perceptual or list(PERCEPTUAL_OPTIONS)
     return args, extra
+
+
+def perceptual_label(option: str) -> str:
+    """model=tcodec-taco-p1 -> taco-p1; tune=perceptual -> taco-perceptual."""
+    key, _, value = option.partition("=")
+    return value.removeprefix("tcodec-") if key == "model" else f"taco-{value}"
 
 
 def parse_crop(text: str) -> Crop:
@@ -180,7 +190,7 @@ def check_crops(crops: list[Crop]) -> None:
 
 
 def check_taco_option(option: str) -> None:
-    """The perceptual model's option must name an installed model (p1 may not exist yet)."""
+    """A perceptual model's option must name an installed model."""
     from tcodec.bench.codecs import get_codec
     from tcodec.errors import TcodecError
 
@@ -307,21 +317,23 @@ def bd_against_avif(curves: list[RDCurve], metric_keys: list[str]) -> str:
     return (f"## BD-rate against {REFERENCE.upper()} (%)\n\n"
             f"Bits needed for the same value of each metric, relative to {REFERENCE}: negative is fewer. "
             f"PCHIP on log-rate, points up to {BD_MAX_BPP:g} bpp, over the range where both curves are defined; "
-            "MS-SSIM in dB. Taco with each image's own caption. The perceptual model was fine-tuned with "
-            "ST-LPIPS (alex) in its loss; the other metrics are independent of its training.\n\n"
+            "MS-SSIM in dB. Taco with each image's own caption. tcodec-taco-p1 was fine-tuned with "
+            "ST-LPIPS (alex) in its loss, tcodec-taco-p2's decoder with SSIMULACRA 2; the other metrics are "
+            "in neither's loss.\n\n"
             + markdown_table(("metric", "better", *(curve.label for curve in others)), rows))
 
 
-def perceptual_against_v4(curves: list[RDCurve], metric_keys: list[str]) -> str:
-    """BD-rate of the perceptual model against taco v4 on each metric, and BD-PSNR."""
+def perceptual_against_v4(curves: list[RDCurve], labels: list[str], metric_keys: list[str]) -> str:
+    """BD-rate of each perceptual model against taco v4 on each metric, and its BD-PSNR."""
     by_label = {curve.label: curve for curve in curves}
-    perceptual, v4 = by_label["taco-perceptual"], by_label["taco-v4"]
-    (row,) = bd_table([perceptual], v4, BD_METHOD, BD_MAX_BPP)
-    rates = bd_rates(perceptual, v4, metric_keys)
-    rows = [(*metric_label(key), shown(rates[key])) for key in metric_keys]
-    return ("## The perceptual model against taco v4\n\nBD-rate (%) as above, against taco v4; "
-            f"BD-PSNR {shown(row.bd_psnr, '+.2f')} dB.\n\n"
-            + markdown_table(("metric", "better", "taco-perceptual vs taco-v4"), rows))
+    v4 = by_label["taco-v4"]
+    rates = {label: bd_rates(by_label[label], v4, metric_keys) for label in labels}
+    rows = [(*metric_label(key), *(shown(rates[label][key]) for label in labels)) for key in metric_keys]
+    rows.append(("BD-PSNR (dB)", "higher", *(shown(bd_table([by_label[label]], v4, BD_METHOD, BD_MAX_BPP)[0].bd_psnr,
+                                                  "+.2f") for label in labels)))
+    return ("## The perceptual models against taco v4\n\nBD-rate (%) as above, against taco v4, and BD-PSNR "
+            "(the mean PSNR difference at equal rate).\n\n"
+            + markdown_table(("metric", "better", *(f"{label} vs taco-v4" for label in labels)), rows))
 
 
 def caption_effect(out: Path, tacos: list[str], metric_keys: list[str]) -> str:
@@ -405,7 +417,8 @@ def crop_picture(out: Path, crops: list[Crop], target_bpp: float, tacos: dict[st
                 notes.append(f"{crop.image} {title}: encoded again to {len(data)} bytes, the bench measured "
                              f"{point['size_bytes']}")
             lines = [f"{title} q{point['quality']}, {float(point['bpp']):.3f} bpp",
-                     f"PSNR {value(point, 'psnr-rgb', 2)} dB, ST-LPIPS {value(point, 'st-lpips-alex', 3)}"]
+                     f"PSNR {value(point, 'psnr-rgb', 2)} dB, ST-LPIPS {value(point, 'st-lpips-alex', 3)}",
+                     f"SSIMULACRA 2 {value(point, 'ssimulacra2', 1)}"]
             tiles.append(tile(codec.decode(data).convert("RGB"), crop, lines))
         rows.append(tiles)
     if not rows:
@@ -413,7 +426,7 @@ def crop_picture(out: Path, crops: list[Crop], target_bpp: float, tacos: dict[st
     save_grid(rows, out / "crops.png")
     return ("## Crops\n\n![crops](crops.png)\n\n"
             f"{CROP_SIDE}x{CROP_SIDE} crops, {ZOOM}x nearest neighbour; each codec at its point closest to "
-            f"{target_bpp:g} bpp on that image; bpp, PSNR and ST-LPIPS are the whole image's.\n"
+            f"{target_bpp:g} bpp on that image; bpp and the metrics are the whole image's.\n"
             + "".join(f"\n- {note}" for note in notes) + ("\n" if notes else ""))
 
 
@@ -451,8 +464,8 @@ def steps_table(steps: list[Step]) -> str:
 def summary(out: Path, args: argparse.Namespace, tables: list[str], steps: list[Step]) -> str:
     run = json.loads((out / "reference" / "run.json").read_text(encoding="utf-8"))
     qualities = [(codec, quality_list(values, args.points)) for codec, values in REFERENCE_QUALITIES.items()]
-    qualities += [(f"taco-v4 (-O taco.{V4_OPTION})", quality_list(TACO_QUALITIES, args.points)),
-                  (f"taco-perceptual (-O taco.{args.perceptual})", quality_list(TACO_QUALITIES, args.points))]
+    qualities += [(f"{perceptual_label(option) if option != V4_OPTION else 'taco-v4'} (-O taco.{option})",
+                   quality_list(TACO_QUALITIES, args.points)) for option in (V4_OPTION, *args.perceptual)]
     header = (f"# Perceptual quality on Kodak\n\n{len(run['images'])} images, {run['date']}, "
               f"{run['machine']['processor']} ({run['machine']['cpu_count']} CPUs), {args.jobs} job(s); "
               f"made by benchmarks/bench_perceptual_kodak.py. Curves: curves/*.json; plots: rd-*.png.\n\n"

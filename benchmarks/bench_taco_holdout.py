@@ -1,15 +1,16 @@
-"""The perceptual taco model against v4 and AVIF on photos that its training left out.
+"""The perceptual taco models against v4 and AVIF on photos that their training left out.
 
     python benchmarks/bench_taco_holdout.py -j 2              # the 80 held-out photos
     python benchmarks/bench_taco_holdout.py --limit 8         # a quick look
 
-tcodec-taco-p1's recipe (training/taco-p1-release.toml) holds out every 20th training
-photo (80 of 1,599: ImageNet, BSDS500, COCO and SUN photos of 0.1-0.4 MP) out of its
-fine-tuning; this runs the real `tcodec bench` on them (their captions where they have
-one) for v4 and p1 at four qualities each and AVIF at five, and prints BD-rates against
-AVIF and of p1 against v4 on PSNR, MS-SSIM, ST-LPIPS and SSIMULACRA 2. v1-v4 were trained
-on all 1,599 photos, these included: what is measured is what p1's fine-tuning did on
-photos it did not see. Outputs go to results/taco-holdout/.
+The recipes of tcodec-taco-p1 and -p2 (training/taco-p1-release.toml, taco-p2-release.toml)
+hold out every 20th training photo (the same 80 of 1,599: ImageNet, BSDS500, COCO and SUN
+photos of 0.1-0.4 MP) out of their fine-tuning; this runs the real `tcodec bench` on them
+(their captions where they have one) for v4, p1 and p2 at four qualities each and AVIF at
+five, and prints BD-rates against AVIF and of p1 and p2 against v4 on PSNR, MS-SSIM,
+ST-LPIPS and SSIMULACRA 2. v1-v4 were trained on all 1,599 photos, these included: what is
+measured is what the fine-tuning did on photos it did not see. Outputs go to
+results/taco-holdout/.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ from tcodec.training.taco import captions_for, held_out, load_config
 from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "training" / "taco-p1-release.toml"
 METRICS = "psnr-rgb,ms-ssim-rgb,st-lpips-alex,ssimulacra2"
-MODELS = {"taco-v4": "model=tcodec-taco-v4", "taco-p1": "tune=perceptual"}
+MODELS = {"taco-v4": "model=tcodec-taco-v4", "taco-p1": "model=tcodec-taco-p1", "taco-p2": "model=tcodec-taco-p2"}
+FINE_TUNED = ("taco-p1", "taco-p2")  # their recipes hold out the same photos (checked below)
 QUALITIES = {"taco": "1,3,5,8", "avif": "10,25,40,55,65"}
 
 
 def held_out_folder(folder: Path, limit: int | None) -> None:
     """Links to the held-out photos, with a captions file for those that have captions."""
-    _, _, recipe = load_config(RECIPE)
-    photos = held_out(recipe.data, recipe.holdout)[:limit]
+    recipes = [load_config(ROOT / "training" / f"{label}-release.toml")[2] for label in FINE_TUNED]
+    if len({(tuple(recipe.data), recipe.holdout) for recipe in recipes}) != 1:
+        raise SystemExit("the fine-tuned models hold out different photos")
+    photos = held_out(recipes[0].data, recipes[0].holdout)[:limit]
     captions = captions_for(photos)
     lines = []
     for i, photo in enumerate(photos):
@@ -73,15 +76,15 @@ def main() -> None:
     keys = METRICS.split(",")
     curves = {label: load_curve(args.output / label / "taco.json", label) for label in MODELS}
     avif = load_curve(args.output / "avif" / "avif.json", "avif")
-    columns = {"taco-v4 vs AVIF": bd_rates(curves["taco-v4"], avif, keys),
-               "taco-p1 vs AVIF": bd_rates(curves["taco-p1"], avif, keys),
-               "taco-p1 vs taco-v4": bd_rates(curves["taco-p1"], curves["taco-v4"], keys)}
+    columns = {f"{label} vs AVIF": bd_rates(curves[label], avif, keys) for label in MODELS}
+    columns.update({f"{label} vs taco-v4": bd_rates(curves[label], curves["taco-v4"], keys) for label in FINE_TUNED})
     rows = [(*metric_label(key), *(shown(column[key]) for column in columns.values())) for key in keys]
     images = len(json.loads((args.output / "avif" / "run.json").read_text(encoding="utf-8"))["images"])
-    table = (f"# BD-rate (%) on {images} photos left out of tcodec-taco-p1's fine-tuning\n\n"
-             "Negative: fewer bits for the same value of the metric. v1-v4, and so p1's starting point, were "
-             "trained on these photos too: this measures what the 2,000 perceptual steps did on photos they "
-             "did not see. ST-LPIPS is the loss p1 was fine-tuned with; SSIMULACRA 2 is independent of it. "
+    table = (f"# BD-rate (%) on {images} photos left out of the fine-tuning of tcodec-taco-p1 and -p2\n\n"
+             "Negative: fewer bits for the same value of the metric. v1-v4, and so the fine-tuning's starting "
+             "point, were trained on these photos too: this measures what the perceptual fine-tuning did on "
+             "photos it did not see. p1 was fine-tuned with ST-LPIPS in its loss, p2's decoder with "
+             "SSIMULACRA 2. "
              "Made by benchmarks/bench_taco_holdout.py.\n\n"
              + markdown_table(("metric", "better", *columns), rows))
     (args.output / "summary.md").write_text(table, encoding="utf-8")
