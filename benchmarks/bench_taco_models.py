@@ -1,6 +1,6 @@
 """Encode and decode times of packaged taco models side by side, in one process.
 
-    python benchmarks/bench_taco_models.py                                  # v4 and p1, 4 Kodak images
+    python benchmarks/bench_taco_models.py                                  # v4, p1 and p2, 4 Kodak images
     python benchmarks/bench_taco_models.py --models tcodec-taco-v3,tcodec-taco-v4 --repeats 5
 
 Each model is loaded once (a warm-up encode and decode first); then, for each image, the
@@ -30,7 +30,7 @@ def best_of(repeats: int, call) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="tcodec-taco-v4,tcodec-taco-p1")
+    parser.add_argument("--models", default="tcodec-taco-v4,tcodec-taco-p1,tcodec-taco-p2")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

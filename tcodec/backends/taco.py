@@ -23,7 +23,7 @@ from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"
 # -O tune=NAME picks the model trained for that kind of quality
-TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1"}
+TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1", "ssimulacra2": "tcodec-taco-p2"}
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
 # Memory grows with the coded area (benchmarks/bench_taco_large.py measures it). Larger
@@ -53,7 +53,7 @@ def model_name(options: Mapping[str, str]) -> str:
     if "tune" not in options:
         return options.get("model", DEFAULT_MODEL)
     if options["tune"] not in TUNINGS:
-        raise InputError(f"-O tune={options['tune']}: choose {' or '.join(TUNINGS)}")
+        raise InputError(f"-O tune={options['tune']}: choose {', '.join(TUNINGS)}")
     if "model" in options:
         raise InputError("-O tune picks the model: give -O model or -O tune, not both")
     return TUNINGS[options["tune"]]
@@ -67,7 +67,9 @@ class TacoBackend(Backend):
                         f"or a model folder; default {DEFAULT_MODEL}",
                "tune": "psnr (default: fidelity to the pixels) or perceptual (experimental: "
                        f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS in its loss; it wins on ST-LPIPS and "
-                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP; see training/MODEL_CARD.md)",
+                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP) or ssimulacra2 "
+                       f"({TUNINGS['ssimulacra2']}: v4's encoder and bits, a decoder fine-tuned for SSIMULACRA 2); "
+                       "see training/MODEL_CARD.md",
                "effort": f"0 (default: the analysis transform's latents) to {len(EFFORT_STEPS) - 1} or max: refine "
                          "this image's latents for its own rate and distortion, "
                          f"{', '.join(map(str, EFFORT_STEPS[1:]))} steps (each about a decode and its gradient); "

@@ -331,7 +331,7 @@ def test_no_taco_file_under_300_bytes_makes_the_decoder_work_beyond_its_bound(mo
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"tune": "ssim"}, r"-O tune=ssim: choose psnr or perceptual"),
+    ({"tune": "ssim"}, r"-O tune=ssim: choose psnr, perceptual, ssimulacra2"),
     ({"tune": "perceptual", "model": "tcodec-taco-v4"}, r"give -O model or -O tune, not both"),
 ])
 def test_a_tune_that_cannot_be_honoured_is_an_input_error(card, options, message):
@@ -350,6 +350,21 @@ def test_tune_perceptual_encodes_with_the_perceptual_model_and_decodes_by_its_ha
     assert psnr_tuned == tcodec.encode(card, "taco", 3, caption="a test card", options={"model": DEFAULT_MODEL})
     assert perceptual != psnr_tuned
     assert tcodec.decode(perceptual).size == card.size
+
+
+def test_tune_ssimulacra2_codes_v4s_stream_and_decodes_it_with_its_own_decoder(card, monkeypatch):
+    import numpy as np
+
+    from tcodec.backends.taco import TUNINGS
+    from tcodec.weights import model_folder
+
+    monkeypatch.delenv("TCODEC_MODELS", raising=False)
+    tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "ssimulacra2"})
+    psnr_tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "psnr"})
+    assert unpack(tuned).model_hash == bytes.fromhex(model_hash(model_folder(TUNINGS["ssimulacra2"]))[:16])
+    assert unpack(tuned).streams == unpack(psnr_tuned).streams
+    pixels = [np.asarray(tcodec.decode(data), dtype=np.int16) for data in (tuned, psnr_tuned)]
+    assert pixels[0].shape == pixels[1].shape and not np.array_equal(*pixels)
 
 
 def test_a_refined_file_decodes_with_the_plain_decoder_in_fresh_processes(models_env, card, tmp_path):
