@@ -133,7 +133,7 @@ def main() -> None:
         tables.append(crop_picture(out, args.crop, args.target_bpp, tacos))
     write(out / "bd-rate-vs-avif.md", tables[0])
     write(out / "caption-effect.md", tables[1])
-    write(out / "summary.md", summary(out, args, tables, steps))
+    write(out / "summary.md", summary(out, args, tacos, tables, steps))
     print("", *tables, steps_table(steps), f"outputs in {out}", sep="\n")
 
 
@@ -461,11 +461,11 @@ def steps_table(steps: list[Step]) -> str:
                                             rows))
 
 
-def summary(out: Path, args: argparse.Namespace, tables: list[str], steps: list[Step]) -> str:
+def summary(out: Path, args: argparse.Namespace, tacos: dict[str, str], tables: list[str], steps: list[Step]) -> str:
     run = json.loads((out / "reference" / "run.json").read_text(encoding="utf-8"))
     qualities = [(codec, quality_list(values, args.points)) for codec, values in REFERENCE_QUALITIES.items()]
-    qualities += [(f"{perceptual_label(option) if option != V4_OPTION else 'taco-v4'} (-O taco.{option})",
-                   quality_list(TACO_QUALITIES, args.points)) for option in (V4_OPTION, *args.perceptual)]
+    qualities += [(f"{label} (-O taco.{option})", quality_list(TACO_QUALITIES, args.points))
+                  for label, option in tacos.items()]
     header = (f"# Perceptual quality on Kodak\n\n{len(run['images'])} images, {run['date']}, "
               f"{run['machine']['processor']} ({run['machine']['cpu_count']} CPUs), {args.jobs} job(s); "
               f"made by benchmarks/bench_perceptual_kodak.py. Curves: curves/*.json; plots: rd-*.png.\n\n"

@@ -39,7 +39,6 @@ from tcodec.images import IMAGE_SUFFIXES
 from tcodec.errors import InputError, TcodecError
 from tcodec.models.integer import IntegerLayer
 from tcodec.models.layers import Extractor, Injector
-from tcodec.bench.ssimulacra2 import scores as ssimulacra2_scores
 from tcodec.models.taco import TacoConfig, TacoModel, rate_lambda
 
 
@@ -250,6 +249,8 @@ def train(config_path: Path) -> None:
         for parameter in matched:
             parameter.requires_grad_(False)
     perceptual = perceptual_distance(device) if recipe.perceptual else None
+    if recipe.ssimulacra2:  # only then: it imports scipy to build its filter
+        from tcodec.bench.ssimulacra2 import scores as ssimulacra2_scores
     # z's quantiles follow its prior: frozen with it, so the exported tables stay the same
     aux_parameters = [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
     main_parameters = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
