@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import lzma
 import os
 import stat
 import tomllib
@@ -43,6 +44,7 @@ HASH_CACHE_FILE = ".model-hash.json"
 MAX_UNSIZED_FILE = 16 << 30  # a file models.lock gives no size for is refused beyond this
 PIECES_SUFFIX = ".pieces.json"  # a model file stored in pieces (see read_model_file)
 OWN_SUFFIX = ".own"  # the bytes of such a file that no other model has
+XZ_SUFFIX = ".xz"  # a piece's file stored xz-compressed (F.own.xz for F.own)
 
 # architecture (config.json's "architecture") -> the module whose load(folder, config)
 # builds it; imported on first use, like the backends
@@ -149,7 +151,8 @@ def model_files(folder: Path) -> list[str]:
         relative = Path(root).relative_to(folder)
         pieces = {name.removesuffix(PIECES_SUFFIX) for name in files if name.endswith(PIECES_SUFFIX)}
         found += [(relative / name.removesuffix(PIECES_SUFFIX)).as_posix() for name in files
-                  if not _is_documentation(name) and name.removesuffix(OWN_SUFFIX) not in pieces
+                  if not _is_documentation(name)
+                  and name.removesuffix(XZ_SUFFIX).removesuffix(OWN_SUFFIX) not in pieces
                   and os.path.isfile(Path(root) / name)]  # no FIFOs, devices
     if len(set(found)) != len(found):  # F and F.pieces.json both there
         raise ModelError(f"{folder}: a model file is there both whole and in pieces; remove the one that is stale")
@@ -163,7 +166,9 @@ def model_files(folder: Path) -> list[str]:
 # F is the concatenation of byte ranges of ``F.own`` and of files of other models in the
 # same parent folder, and the JSON gives F's size and sha256, checked on every read. F's
 # bytes, and so the model-version hash, are those of the whole file (tools/pack_model.py
-# writes the pieces and checks them).
+# writes the pieces and checks them). A piece's file may be stored xz-compressed beside
+# where it would be (``F.own.xz``): old models that are seldom loaded take less room so,
+# at the cost of decompressing them when they are.
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,7 @@ def read_model_file(folder: Path, path: str) -> bytes:
     contents = {}
     for file in {file for file, _, _ in pieces.pieces}:
         try:
-            contents[file] = read_input(file, MAX_UNSIZED_FILE, raised_by=None)
+            contents[file] = _read_piece_file(file, pieces.size)
         except InputError as error:
             raise ModelError(f"{folder / path} is stored in pieces, and one of them cannot be read ({error}); "
                              "reinstall tcodec (pip install --force-reinstall tcodec)") from None
@@ -238,12 +243,34 @@ def read_model_file(folder: Path, path: str) -> bytes:
     return data
 
 
+def _stored_form(file: Path) -> Path:
+    """Where a piece's file is on disk: itself, or else its xz-compressed form."""
+    compressed = file.with_name(file.name + XZ_SUFFIX)
+    return compressed if not file.exists() and compressed.is_file() else file
+
+
+def _read_piece_file(file: Path, limit: int) -> bytes:
+    """A piece's file's bytes (decompressed if it is stored so), at most ``limit`` of them."""
+    stored = _stored_form(file)
+    data = read_input(stored, MAX_UNSIZED_FILE, raised_by=None)
+    if stored == file:
+        return data
+    decompressor = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    try:
+        data = decompressor.decompress(data, max_length=limit)
+    except lzma.LZMAError as error:
+        raise InputError(f"{stored}: not a valid xz file ({error})") from None
+    if not decompressor.eof:
+        raise InputError(f"{stored}: truncated, or larger than the {limit:,} bytes of the file it is part of")
+    return data
+
+
 def _stored_files(folder: Path, path: str) -> list[Path]:
     """The files on disk that hold a model file's bytes."""
     pieces = _pieces(folder, path)
     if pieces is None:
         return [folder / path]
-    return [folder / (path + PIECES_SUFFIX), *sorted({file for file, _, _ in pieces.pieces})]
+    return [folder / (path + PIECES_SUFFIX), *sorted({_stored_form(file) for file, _, _ in pieces.pieces})]
 
 
 def model_file_digest(folder: Path, path: str) -> str:

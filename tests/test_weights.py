@@ -243,6 +243,34 @@ def test_a_file_stored_in_pieces_reads_and_hashes_as_the_whole_file(tmp_path):
     assert weights.model_hash(packed) == weights.model_hash(reference)
 
 
+def test_own_bytes_stored_xz_compressed_read_and_hash_as_the_whole_file(tmp_path):
+    import lzma
+
+    whole, _, packed = _pieces_folders(tmp_path)
+    before = weights.model_hash(packed)
+    own = packed / "model.safetensors.own"
+    (packed / "model.safetensors.own.xz").write_bytes(lzma.compress(own.read_bytes(), format=lzma.FORMAT_XZ))
+    own.unlink()
+    assert weights.read_model_file(packed, "model.safetensors") == whole
+    assert weights.model_files(packed) == ["config.json", "model.safetensors"]
+    assert weights.model_hash(packed) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not xz", "too large"])
+def test_damaged_xz_own_bytes_are_refused_with_the_file_named(tmp_path, damage):
+    import lzma
+
+    _, _, packed = _pieces_folders(tmp_path)
+    own = packed / "model.safetensors.own"
+    content = own.read_bytes() + (bytes(10**6) if damage == "too large" else b"")
+    stored = lzma.compress(content, format=lzma.FORMAT_XZ)
+    stored = {"truncated": stored[:len(stored) // 2], "not xz": b"plain bytes"}.get(damage, stored)
+    (packed / "model.safetensors.own.xz").write_bytes(stored)
+    own.unlink()
+    with pytest.raises(ModelError, match=r"cannot be read \(.*model.safetensors.own.xz"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
 def test_a_changed_shared_file_is_refused_not_misread(tmp_path):
     _, base, packed = _pieces_folders(tmp_path)
     data = bytearray((base / "model.safetensors").read_bytes())
