@@ -107,6 +107,26 @@ def test_st_lpips_is_zero_for_identical_images_and_worsens_from_jpeg_q90_to_q10(
     assert 0 < scores[0] < scores[1] < scores[2]
 
 
+def test_st_lpips_with_kept_reference_features_is_the_librarys_forward():
+    """The bench splits ST-LPIPS's forward to keep a reference's features; each version of
+    the image, measured after another or after a different image, scores as the library."""
+    import numpy as np
+    import torch
+
+    pytest.importorskip("stlpips_pytorch")
+    from PIL import Image
+
+    photo, other = _natural_photo(), _natural_photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    network = metrics_module._st_lpips_network()
+    for reference, quality in [(photo, 90), (photo, 20), (other, 20), (photo, 50)]:
+        decoded = np.asarray(_jpeg_round_trip(reference, quality))
+        reference = np.asarray(reference)
+        with torch.no_grad():
+            expected = float(network(metrics_module._unit_tensor(reference), metrics_module._unit_tensor(decoded),
+                                     normalize=True).mean())
+        assert metrics_module.st_lpips_alex(reference, decoded) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
 @pytest.mark.parametrize("key", ["flip", "butteraugli", "ssimulacra2", "cvvdp", "vmaf"])
 def test_offline_perceptual_metrics_are_perfect_for_identical_images_and_worsen_from_q90_to_q10(key):
     metric = METRICS[key]
