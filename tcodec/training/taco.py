@@ -76,8 +76,12 @@ class Recipe:
     # TACO's perceptual term: k_p times ST-LPIPS (alex) of each crop is added to its
     # bpp + λ·MSE (0: pixels only); the joint image-text term needs CLIP's image tower
     perceptual: float = 0.0
-    # k_s times (100 - SSIMULACRA 2) / 100 of each crop is added too (0: none)
+    # k_s times (100 - SSIMULACRA 2) / 100 of each crop is added too (0: none), times
+    # (λ / λ_top) ** ssimulacra2_lambda_exponent: with 0 the same weight at every quality,
+    # which at low qualities outweighs the rate many times over (SSIMULACRA 2 falls fastest
+    # there); 0.5 keeps its pull near a fixed share of the rate's along the curve
     ssimulacra2: float = 0.0
+    ssimulacra2_lambda_exponent: float = 0.0
     # parameters whose names start with one of these stay as they are (e.g. the integer
     # entropy-parameter networks, so a fine-tuned model shares them with its base)
     frozen: tuple[str, ...] = ()
@@ -176,6 +180,11 @@ def lambda_of(quality: torch.Tensor, recipe: Recipe, rates: int) -> torch.Tensor
     return rate_lambda(quality, recipe.lambdas, rates)
 
 
+def ssimulacra2_weight(lmbda: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """The weight of (100 - SSIMULACRA 2)/100 in the loss of a crop trained at ``lmbda``."""
+    return recipe.ssimulacra2 * (lmbda / recipe.lambdas[1]) ** recipe.ssimulacra2_lambda_exponent
+
+
 def learning_rate(step: int, recipe: Recipe, started_at: int = 0) -> float:
     """The schedule (warm-up, constant, cosine decay to 10%), ramped up again for
     ``resume_warmup`` steps after a resume, since Adam's moments start afresh."""
@@ -270,14 +279,15 @@ def train(config_path: Path) -> None:
         pixels = x.shape[2] * x.shape[3]
         bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())
         mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
-        loss = bits / pixels + lambda_of(quality, recipe, config.rates) * 255**2 * mse
+        lmbda = lambda_of(quality, recipe, config.rates)
+        loss = bits / pixels + lmbda * 255**2 * mse
         decoded = out["x_hat"].float().clamp(0, 1)
         distance = perceptual(decoded, x) if perceptual else torch.full_like(mse, math.nan)
         if perceptual:
             loss = loss + recipe.perceptual * distance
         score = ssimulacra2_scores(x, decoded) if recipe.ssimulacra2 else torch.full_like(mse, math.nan)
         if recipe.ssimulacra2:
-            loss = loss + recipe.ssimulacra2 * (100 - score) / 100
+            loss = loss + ssimulacra2_weight(lmbda, recipe) * (100 - score) / 100
         loss = loss.mean()
         optimizer.zero_grad()
         loss.backward()

@@ -133,6 +133,18 @@ def test_lambda_spans_the_configured_ends():
     assert torch.allclose(values, torch.tensor([0.001, 0.01, 0.1]), rtol=1e-5)
 
 
+def test_the_ssimulacra2_weight_follows_lambda_by_its_exponent():
+    import torch
+
+    lambdas = torch.tensor([0.0003, 0.0012, 0.0932])
+    constant = train.Recipe(data=[], checkpoint="", iterations=10, lambdas=(0.0003, 0.0932), ssimulacra2=2.0)
+    assert torch.equal(train.ssimulacra2_weight(lambdas, constant), torch.full((3,), 2.0))
+    root = train.Recipe(data=[], checkpoint="", iterations=10, lambdas=(0.0003, 0.0932), ssimulacra2=2.0,
+                       ssimulacra2_lambda_exponent=0.5)
+    weights = train.ssimulacra2_weight(lambdas, root)
+    assert weights[2] == pytest.approx(2.0) and weights[1] == pytest.approx(2 * weights[0])
+
+
 def test_learning_rate_schedule_and_resume_ramp():
     recipe = train.Recipe(data=[], checkpoint="", iterations=1000, lr=1e-3, warmup=100, resume_warmup=10,
                           decay_from=0.8)
