@@ -90,16 +90,16 @@ def jpeg_pair(size=(96, 80), quality=20):
     return np.asarray(image.convert("RGB")), np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def test_batched_scores_are_the_images_own_scores_and_float32_is_close():
+def test_batched_scores_are_the_images_own_scores_and_float64_is_close():
     import torch
 
     from tcodec.bench.ssimulacra2 import scores
 
     pairs = [jpeg_pair(quality=q) for q in (10, 40, 90)]
-    one_by_one = [ssimulacra2(reference, distorted) for reference, distorted in pairs]
-    batch = [torch.stack([torch.tensor(p[i]).permute(2, 0, 1) for p in pairs]).double() / 255 for i in (0, 1)]
-    assert scores(*batch).tolist() == pytest.approx(one_by_one, abs=1e-9)
-    assert scores(*(b.float() for b in batch)).tolist() == pytest.approx(one_by_one, abs=0.05)
+    one_by_one = [ssimulacra2(reference, distorted) for reference, distorted in pairs]  # float32
+    batch = [torch.stack([torch.tensor(p[i]).permute(2, 0, 1) for p in pairs]).float() / 255 for i in (0, 1)]
+    assert scores(*batch).tolist() == pytest.approx(one_by_one, abs=1e-4)
+    assert scores(*(b.double() for b in batch)).tolist() == pytest.approx(one_by_one, abs=0.01)
 
 
 def test_scores_have_finite_gradients_that_point_to_the_reference():
