@@ -100,31 +100,19 @@ def ms_ssim_rgb(reference, decoded) -> float:
     def tensor(pixels):
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0).float()
 
-    threads = torch.get_num_threads()
-    # One thread: for these small convolutions more threads cost more than they gain
-    # (measured 10x slower with 2 on a busy 2-core machine), and a job keeps to one core.
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            return float(ms_ssim(tensor(reference), tensor(decoded), data_range=255, size_average=True))
-    finally:
-        torch.set_num_threads(threads)
+    # one thread: for these small convolutions more threads cost more than they gain on a
+    # busy 2-core machine, and a job keeps to one core
+    with _torch_threads():
+        return float(ms_ssim(tensor(reference), tensor(decoded), data_range=255, size_average=True))
 
 
 def st_lpips_alex(reference, decoded) -> float:
     """ST-LPIPS with the AlexNet trunk, images scaled to [-1, 1]; lower is better, 0 for
     identical images."""
-    import torch
-
     network = _st_lpips_network()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as for MS-SSIM: a job keeps to one core
-    try:
-        with torch.no_grad():
-            reference_features = _st_lpips_reference_features(network, reference)
-            return float(st_lpips_from_features(network, reference_features, st_lpips_features(network, decoded)))
-    finally:
-        torch.set_num_threads(threads)
+    with _torch_threads():
+        reference_features = _st_lpips_reference_features(network, reference)
+        return float(st_lpips_from_features(network, reference_features, st_lpips_features(network, decoded)))
 
 
 # The bench measures an image's versions one after another (runner.execute), so the last
@@ -180,7 +168,8 @@ def ssimulacra2(reference, decoded) -> float:
     """SSIMULACRA 2.1 (:mod:`tcodec.bench.ssimulacra2`, checked against the C++ reference)."""
     from tcodec.bench.ssimulacra2 import ssimulacra2 as score
 
-    return score(reference, decoded)
+    with _torch_threads():  # a second thread beside the other jobs' made it several times slower
+        return score(reference, decoded)
 
 
 def flip_ldr(reference, decoded) -> float:
