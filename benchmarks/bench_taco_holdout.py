@@ -3,11 +3,10 @@
     python benchmarks/bench_taco_holdout.py -j 2              # the 80 held-out photos
     python benchmarks/bench_taco_holdout.py --limit 8         # a quick look
 
-The recipes of tcodec-taco-p1 and -p2 (training/taco-p1-release.toml, taco-p2-release.toml)
-hold out every 20th training photo (the same 80 of 1,599: ImageNet, BSDS500, COCO and SUN
+The recipes of tcodec-taco-p1, -p2 and -p3 (training/taco-p*-release.toml) hold out every 20th training photo (the same 80 of 1,599: ImageNet, BSDS500, COCO and SUN
 photos of 0.1-0.4 MP) out of their fine-tuning; this runs the real `tcodec bench` on them
-(their captions where they have one) for v4, p1 and p2 at four qualities each and AVIF at
-five, and prints BD-rates against AVIF and of p1 and p2 against v4 on PSNR, MS-SSIM,
+(their captions where they have one) for v4, p1, p2 and p3 at four qualities each and AVIF at
+five, and prints BD-rates against AVIF and of p1-p3 against v4 on PSNR, MS-SSIM,
 ST-LPIPS and SSIMULACRA 2. v1-v4 were trained on all 1,599 photos, these included: what is
 measured is what the fine-tuning did on photos it did not see. Outputs go to
 results/taco-holdout/.
@@ -29,8 +28,8 @@ from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = "psnr-rgb,ms-ssim-rgb,st-lpips-alex,ssimulacra2"
-MODELS = {"taco-v4": "model=tcodec-taco-v4", "taco-p1": "model=tcodec-taco-p1", "taco-p2": "model=tcodec-taco-p2"}
-FINE_TUNED = ("taco-p1", "taco-p2")  # their recipes hold out the same photos (checked below)
+FINE_TUNED = ("taco-p1", "taco-p2", "taco-p3")  # their recipes hold out the same photos (checked below)
+MODELS = {label: f"model=tcodec-{label}" for label in ("taco-v4", *FINE_TUNED)}
 QUALITIES = {"taco": "1,3,5,8", "avif": "10,25,40,55,65"}
 
 
@@ -80,11 +79,11 @@ def main() -> None:
     columns.update({f"{label} vs taco-v4": bd_rates(curves[label], curves["taco-v4"], keys) for label in FINE_TUNED})
     rows = [(*metric_label(key), *(shown(column[key]) for column in columns.values())) for key in keys]
     images = len(json.loads((args.output / "avif" / "run.json").read_text(encoding="utf-8"))["images"])
-    table = (f"# BD-rate (%) on {images} photos left out of the fine-tuning of tcodec-taco-p1 and -p2\n\n"
+    table = (f"# BD-rate (%) on {images} photos left out of the fine-tuning of tcodec-taco-p1, -p2 and -p3\n\n"
              "Negative: fewer bits for the same value of the metric. v1-v4, and so the fine-tuning's starting "
              "point, were trained on these photos too: this measures what the perceptual fine-tuning did on "
              "photos it did not see. p1 was fine-tuned with ST-LPIPS in its loss, p2's decoder with "
-             "SSIMULACRA 2. "
+             "SSIMULACRA 2, p3's encoder and decoder with SSIMULACRA 2. "
              "Made by benchmarks/bench_taco_holdout.py.\n\n"
              + markdown_table(("metric", "better", *columns), rows))
     (args.output / "summary.md").write_text(table, encoding="utf-8")

@@ -23,7 +23,7 @@ from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"
 # -O tune=NAME picks the model trained for that kind of quality
-TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1", "ssimulacra2": "tcodec-taco-p2"}
+TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1", "ssimulacra2": "tcodec-taco-p3"}
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
 # Memory grows with the coded area (benchmarks/bench_taco_large.py measures it). Larger
@@ -68,7 +68,8 @@ class TacoBackend(Backend):
                "tune": "psnr (default: fidelity to the pixels) or perceptual (experimental: "
                        f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS in its loss; it wins on ST-LPIPS and "
                        "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP) or ssimulacra2 "
-                       f"({TUNINGS['ssimulacra2']}: v4's encoder and bits, a decoder fine-tuned for SSIMULACRA 2); "
+                       f"({TUNINGS['ssimulacra2']}: v4 fine-tuned with SSIMULACRA 2 in its loss, encoder and "
+                       "decoder); "
                        "see training/MODEL_CARD.md",
                "effort": f"0 (default: the analysis transform's latents) to {len(EFFORT_STEPS) - 1} or max: refine "
                          "this image's latents for its own rate and distortion, "

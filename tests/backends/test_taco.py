@@ -339,31 +339,31 @@ def test_a_tune_that_cannot_be_honoured_is_an_input_error(card, options, message
         tcodec.encode(card, "taco", 3, options=options)
 
 
-def test_tune_perceptual_encodes_with_the_perceptual_model_and_decodes_by_its_hash(card, monkeypatch):
+@pytest.mark.parametrize("tune", ["perceptual", "ssimulacra2"])
+def test_a_tune_encodes_with_its_model_and_decodes_by_its_hash(card, monkeypatch, tune):
     from tcodec.backends.taco import DEFAULT_MODEL, TUNINGS
     from tcodec.weights import model_folder
 
     monkeypatch.delenv("TCODEC_MODELS", raising=False)
-    perceptual = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "perceptual"})
+    tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": tune})
     psnr_tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "psnr"})
-    assert unpack(perceptual).model_hash == bytes.fromhex(model_hash(model_folder(TUNINGS["perceptual"]))[:16])
+    assert unpack(tuned).model_hash == bytes.fromhex(model_hash(model_folder(TUNINGS[tune]))[:16])
     assert psnr_tuned == tcodec.encode(card, "taco", 3, caption="a test card", options={"model": DEFAULT_MODEL})
-    assert perceptual != psnr_tuned
-    assert tcodec.decode(perceptual).size == card.size
+    assert unpack(tuned).streams != unpack(psnr_tuned).streams  # its own encoder
+    assert tcodec.decode(tuned).size == card.size
 
 
-def test_tune_ssimulacra2_codes_v4s_stream_and_decodes_it_with_its_own_decoder(card, monkeypatch):
+def test_p2_codes_v4s_stream_and_decodes_it_with_its_own_decoder(card, monkeypatch):
     import numpy as np
 
-    from tcodec.backends.taco import TUNINGS
     from tcodec.weights import model_folder
 
     monkeypatch.delenv("TCODEC_MODELS", raising=False)
-    tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "ssimulacra2"})
-    psnr_tuned = tcodec.encode(card, "taco", 3, caption="a test card", options={"tune": "psnr"})
-    assert unpack(tuned).model_hash == bytes.fromhex(model_hash(model_folder(TUNINGS["ssimulacra2"]))[:16])
-    assert unpack(tuned).streams == unpack(psnr_tuned).streams
-    pixels = [np.asarray(tcodec.decode(data), dtype=np.int16) for data in (tuned, psnr_tuned)]
+    p2 = tcodec.encode(card, "taco", 3, caption="a test card", options={"model": "tcodec-taco-p2"})
+    v4 = tcodec.encode(card, "taco", 3, caption="a test card", options={"model": "tcodec-taco-v4"})
+    assert unpack(p2).model_hash == bytes.fromhex(model_hash(model_folder("tcodec-taco-p2"))[:16])
+    assert unpack(p2).streams == unpack(v4).streams
+    pixels = [np.asarray(tcodec.decode(data), dtype=np.int16) for data in (p2, v4)]
     assert pixels[0].shape == pixels[1].shape and not np.array_equal(*pixels)
 
 
