@@ -78,6 +78,10 @@ TACO_QUALITIES = (1, 2, 3, 4, 5, 6, 7, 8)  # 0.06-0.99 bpp for v4
 V4_OPTION = "model=tcodec-taco-v4"
 PERCEPTUAL_OPTIONS = ("model=tcodec-taco-p1", "model=tcodec-taco-p2")
 REFERENCE = "avif"
+# what each fine-tuned model was trained for (training/MODEL_CARD.md); other metrics are checks
+FINE_TUNED_FOR = {"taco-p1": "fine-tuned with ST-LPIPS (alex) in its loss",
+                  "taco-p2": "its decoder fine-tuned with SSIMULACRA 2 in its loss",
+                  "taco-p3": "fine-tuned, encoder and decoder, with SSIMULACRA 2 in its loss"}
 BD_METHOD, BD_MAX_BPP = "pchip", 2.0  # tcodec bench's defaults
 CAPTION_VARIANTS = {"own-caption": "its own caption", "empty-caption": "empty text",
                     "other-caption": "another image's caption"}
@@ -317,10 +321,9 @@ def bd_against_avif(curves: list[RDCurve], metric_keys: list[str]) -> str:
     return (f"## BD-rate against {REFERENCE.upper()} (%)\n\n"
             f"Bits needed for the same value of each metric, relative to {REFERENCE}: negative is fewer. "
             f"PCHIP on log-rate, points up to {BD_MAX_BPP:g} bpp, over the range where both curves are defined; "
-            "MS-SSIM in dB. Taco with each image's own caption. tcodec-taco-p1 was fine-tuned with "
-            "ST-LPIPS (alex) in its loss, tcodec-taco-p2's decoder with SSIMULACRA 2; the other metrics are "
-            "in neither's loss.\n\n"
-            + markdown_table(("metric", "better", *(curve.label for curve in others)), rows))
+            "MS-SSIM in dB. Taco with each image's own caption."
+            + "".join(f" {label}: {FINE_TUNED_FOR[label]}." for label in rates if label in FINE_TUNED_FOR)
+            + "\n\n" + markdown_table(("metric", "better", *(curve.label for curve in others)), rows))
 
 
 def perceptual_against_v4(curves: list[RDCurve], labels: list[str], metric_keys: list[str]) -> str:
