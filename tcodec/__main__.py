@@ -1,3 +1,3 @@
-from tcodec.cli import main
+from tcodec.cli import run
 
-main()
+run()

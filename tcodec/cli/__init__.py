@@ -8,10 +8,12 @@ terminated (SIGTERM).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -45,8 +47,32 @@ app = typer.Typer(
 _debug = os.environ.get("TCODEC_DEBUG", "") not in ("", "0")
 
 
+def run() -> None:
+    """The console script (and ``python -m tcodec``): :func:`main`, then leave without the
+    interpreter's final teardown, which with torch's native libraries loaded costs a
+    one-image ``tcodec`` process a few tenths of a second (bench_cli.py prints both). The
+    exit functions still run (Ray's shutdown, logging's flush); with threads still alive, or
+    on a Python without ``atexit._run_exitfuncs``, the exit is the interpreter's own."""
+    try:
+        main()
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_functions is None or threading.active_count() > 1 or not isinstance(status, int):
+        sys.exit(status)
+    run_exit_functions()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # main() has reported stdout's failures already
+            pass
+    os._exit(status)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Parse the arguments and run the command; exits through SystemExit with the code."""
     keep_freed_memory()  # before anything big is allocated; see tcodec.memory
     _lift_pillow_bomb_limit()
     terminated = []

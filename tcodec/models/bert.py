@@ -28,9 +28,11 @@ class BertEncoder(nn.Module):
         width = config["hidden_size"]
         self.heads, self.eps = config["num_attention_heads"], config["layer_norm_eps"]
         self.embeddings = nn.Module()
-        self.embeddings.word_embeddings = nn.Embedding(config["vocab_size"], width)
-        self.embeddings.position_embeddings = nn.Embedding(config["max_position_embeddings"], width)
-        self.embeddings.token_type_embeddings = nn.Embedding(config["type_vocab_size"], width)
+        # the tables are always loaded (load_checkpoint): no random values to draw first, which
+        # for the word table would take a coding process a tenth of a second
+        for name, rows in (("word_embeddings", "vocab_size"), ("position_embeddings", "max_position_embeddings"),
+                           ("token_type_embeddings", "type_vocab_size")):
+            setattr(self.embeddings, name, nn.Embedding.from_pretrained(torch.empty(config[rows], width)))
         self.embeddings.LayerNorm = nn.LayerNorm(width, eps=self.eps)
         self.layers = nn.ModuleList(_Layer(width, config["intermediate_size"], self.eps)
                                     for _ in range(config["num_hidden_layers"]))

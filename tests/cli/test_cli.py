@@ -342,3 +342,43 @@ def test_caption_from_undecodable_bytes_is_an_input_error(card_png):
     result = subprocess.run([sys.executable, "-m", "tcodec", "encode", card_png, "--caption", b"caf\xe9", "-o", "-"],
                             capture_output=True, timeout=120)
     assert_error(result, 2, "not valid Unicode")
+
+
+# The console script leaves without the interpreter's teardown (tcodec.cli.run): a program
+# stands in for the script, with an object whose finalizer shows whether the teardown ran.
+EXIT_PROBE = """
+import atexit, sys, threading, time
+from tcodec.cli import run
+class Finalized:
+    def __del__(self):
+        print("torn down", flush=True)
+probe = Finalized()
+atexit.register(print, "exit functions ran", flush=True)
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread finished", flush=True))).start()
+sys.argv = ["tcodec", *sys.argv[2:]]
+run()
+"""
+
+
+def run_probe(mode: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", EXIT_PROBE, mode, *map(str, args)], capture_output=True,
+                          timeout=120)
+
+
+def test_the_command_runs_exit_functions_and_skips_the_teardown(card_png):
+    result = run_probe("plain", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [f"tcodec {tcodec.__version__}", "exit functions ran"]
+    failed = run_probe("plain", "encode", card_png.with_name("missing.png"))
+    assert failed.returncode == 2
+    assert failed.stdout.decode().splitlines() == ["exit functions ran"]
+    assert b"no such file" in failed.stderr
+
+
+def test_with_a_thread_alive_the_command_exits_as_python_does(card_png):
+    result = run_probe("thread", "--version")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == f"tcodec {tcodec.__version__}" and "thread finished" in lines and "torn down" in lines
+
