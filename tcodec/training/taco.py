@@ -266,8 +266,7 @@ def train(config_path: Path) -> None:
     optimizer = torch.optim.Adam(main_parameters, lr=recipe.lr)
     aux_optimizer = torch.optim.Adam(aux_parameters, lr=recipe.aux_lr) if aux_parameters else None
     rng = random.Random(recipe.seed + step)  # a resumed run draws new crops
-    log = checkpoint.with_suffix(".log.csv")
-    totals, clock = np.zeros(6), time.time()
+    log = _TrainingLog(checkpoint.with_suffix(".log.csv"), recipe.log_every)
     while step < recipe.iterations:
         x, texts = batch_of(images, captions, recipe, rng)
         x = x.to(device, non_blocking=True)
@@ -282,12 +281,15 @@ def train(config_path: Path) -> None:
         lmbda = lambda_of(quality, recipe, config.rates)
         loss = bits / pixels + lmbda * 255**2 * mse
         decoded = out["x_hat"].float().clamp(0, 1)
-        distance = perceptual(decoded, x) if perceptual else torch.full_like(mse, math.nan)
+        logged = {}
         if perceptual:
+            distance = perceptual(decoded, x)
             loss = loss + recipe.perceptual * distance
-        score = ssimulacra2_scores(x, decoded) if recipe.ssimulacra2 else torch.full_like(mse, math.nan)
+            logged["st_lpips_alex"] = distance.mean().item()
         if recipe.ssimulacra2:
+            score = ssimulacra2_scores(x, decoded)
             loss = loss + ssimulacra2_weight(lmbda, recipe) * (100 - score) / 100
+            logged["ssimulacra2"] = score.mean().item()
         loss = loss.mean()
         optimizer.zero_grad()
         loss.backward()
@@ -299,11 +301,8 @@ def train(config_path: Path) -> None:
             aux_loss.backward()
             aux_optimizer.step()
         step += 1
-        totals += [loss.item(), (bits / pixels).mean().item(), (10 * torch.log10(1 / mse)).mean().item(),
-                   aux_loss.item(), distance.mean().item(), score.mean().item()]
-        if step % recipe.log_every == 0:
-            _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(6), time.time()
+        log.add(step, optimizer, loss=loss.item(), bpp=(bits / pixels).mean().item(),
+                psnr_db=(10 * torch.log10(1 / mse)).mean().item(), aux_loss=aux_loss.item(), **logged)
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
 
@@ -368,8 +367,8 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
     for parameter in trained:
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(trained, lr=recipe.lr)
-    log = checkpoint.with_suffix(".log.csv")
-    started_at, totals, clock = step, np.zeros(6), time.time()
+    log = _TrainingLog(checkpoint.with_suffix(".log.csv"), recipe.log_every)
+    started_at = step
     while step < recipe.iterations:
         y, quality = batch()
         for group in optimizer.param_groups:
@@ -382,23 +381,40 @@ def _train_parameter_networks(model: TacoModel, latents: torch.Tensor, recipe: R
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
-        totals += [y_bpp.item(), y_bpp.item(), math.nan, math.nan, math.nan, math.nan]  # y's estimated bits; no PSNR
-        if step % recipe.log_every == 0:
-            _log(log, step, totals / recipe.log_every, recipe.log_every / (time.time() - clock), optimizer)
-            totals, clock = np.zeros(6), time.time()
+        log.add(step, optimizer, loss=y_bpp.item(), bpp=y_bpp.item())  # y's estimated bits; no PSNR
         if step % recipe.save_every == 0 or step == recipe.iterations:
             _save(model, checkpoint, step)
 
 
-def _log(path: Path, step: int, means, its_per_s: float, optimizer) -> None:
-    lr = optimizer.param_groups[0]["lr"]
-    line = (f"{step},{means[0]:.4f},{means[1]:.4f},{means[2]:.3f},{means[3]:.2f},{its_per_s:.3f},{lr:.2e},"
-            f"{means[4]:.4f},{means[5]:.3f}")
-    if not path.exists():
-        path.write_text("iteration,loss,bpp,psnr_db,aux_loss,it_per_s,lr,st_lpips_alex,ssimulacra2\n")
-    with path.open("a") as file:
-        file.write(line + "\n")
-    print(line, flush=True)
+class _TrainingLog:
+    """Means over each ``every`` steps, appended to the run's ``.log.csv`` and printed; a
+    column a run does not compute (a loss term it leaves out) is NaN."""
+
+    COLUMNS = {"loss": ".4f", "bpp": ".4f", "psnr_db": ".3f", "aux_loss": ".2f", "it_per_s": ".3f", "lr": ".2e",
+               "st_lpips_alex": ".4f", "ssimulacra2": ".3f"}
+    MEASURED = [name for name in COLUMNS if name not in ("it_per_s", "lr")]
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+        self._restart()
+
+    def _restart(self) -> None:
+        self.totals, self.clock = dict.fromkeys(self.MEASURED, 0.0), time.time()
+
+    def add(self, step: int, optimizer, **values: float) -> None:
+        for name in self.MEASURED:
+            self.totals[name] += values.get(name, math.nan)
+        if step % self.every:
+            return
+        row = {name: total / self.every for name, total in self.totals.items()}
+        row.update(it_per_s=self.every / (time.time() - self.clock), lr=optimizer.param_groups[0]["lr"])
+        line = ",".join([str(step), *(format(row[name], spec) for name, spec in self.COLUMNS.items())])
+        if not self.path.exists():
+            self.path.write_text(",".join(["iteration", *self.COLUMNS]) + "\n")
+        with self.path.open("a") as file:
+            file.write(line + "\n")
+        print(line, flush=True)
+        self._restart()
 
 
 def _save(model: TacoModel, checkpoint: Path, step: int) -> None:
