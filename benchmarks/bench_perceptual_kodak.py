@@ -81,7 +81,8 @@ REFERENCE = "avif"
 # what each fine-tuned model was trained for (training/MODEL_CARD.md); other metrics are checks
 FINE_TUNED_FOR = {"taco-p1": "fine-tuned with ST-LPIPS (alex) in its loss",
                   "taco-p2": "its decoder fine-tuned with SSIMULACRA 2 in its loss",
-                  "taco-p3": "fine-tuned, encoder and decoder, with SSIMULACRA 2 in its loss"}
+                  "taco-p3": "fine-tuned, encoder and decoder, with SSIMULACRA 2 in its loss",
+                  "taco-p4": "p3 trained on with a heavier SSIMULACRA 2 term"}
 BD_METHOD, BD_MAX_BPP = "pchip", 2.0  # tcodec bench's defaults
 CAPTION_VARIANTS = {"own-caption": "its own caption", "empty-caption": "empty text",
                     "other-caption": "another image's caption"}
@@ -166,9 +167,10 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
 
 
 def perceptual_label(option: str) -> str:
-    """model=tcodec-taco-p1 -> taco-p1; tune=perceptual -> taco-perceptual."""
+    """model=tcodec-taco-p1 (or a model folder of that name) -> taco-p1; tune=perceptual
+    -> taco-perceptual."""
     key, _, value = option.partition("=")
-    return value.removeprefix("tcodec-") if key == "model" else f"taco-{value}"
+    return Path(value).name.removeprefix("tcodec-") if key == "model" else f"taco-{value}"
 
 
 def parse_crop(text: str) -> Crop:

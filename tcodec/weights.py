@@ -169,13 +169,37 @@ def model_files(folder: Path) -> list[str]:
 # writes the pieces and checks them). A piece's file may be stored xz-compressed beside
 # where it would be (``F.own.xz``): old models that are seldom loaded take less room so,
 # at the cost of decompressing them when they are.
+#
+# A piece is ``[source, offset, length]``, or ``[source, offset, length, base,
+# base_offset]`` for a difference: the sum, as little-endian 16-bit words modulo 2**16,
+# of ``length`` bytes of ``source`` at ``offset`` and of ``base`` at ``base_offset``. A
+# fine-tuned model's tensor differs from its base's in the low bits of most float16
+# words, so its differences compress (xz) to about half of the tensor: the transforms
+# of two models fine-tuned from one base take the room of one.
+
+
+@dataclass(frozen=True)
+class Piece:
+    file: Path
+    offset: int
+    length: int
+    base: Path | None = None  # a difference: the bytes are file's + base's (16-bit words)
+    base_offset: int = 0
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.file,) if self.base is None else (self.file, self.base)
 
 
 @dataclass(frozen=True)
 class Pieces:
     size: int
     sha256: str
-    pieces: tuple[tuple[Path, int, int], ...]  # (file, offset, length)
+    pieces: tuple[Piece, ...]
+
+    @property
+    def files(self) -> set[Path]:
+        return {file for piece in self.pieces for file in piece.files}
 
 
 def _pieces(folder: Path, path: str) -> Pieces | None:
@@ -192,15 +216,27 @@ def _pieces(folder: Path, path: str) -> Pieces | None:
     try:
         raw = json.loads(read_input(recipe, 1 << 20))
         size, digest, listed = raw["size"], raw["sha256"], raw["pieces"]
-        pieces = tuple((_piece_file(folder, path, source), offset, length) for source, offset, length in listed)
-        numbers = [size, *(n for _, offset, length in pieces for n in (offset, length))]
+        pieces = tuple(_piece(folder, path, *entry) for entry in listed)
+        numbers = [size, *(n for piece in pieces for n in (piece.offset, piece.length, piece.base_offset))]
         if not all(isinstance(n, int) and n >= 0 for n in numbers) or not isinstance(digest, str):
             raise ValueError("sizes and offsets must be whole numbers")
-        if sum(length for *_, length in pieces) != size or size > MAX_UNSIZED_FILE:
+        if sum(piece.length for piece in pieces) != size or size > MAX_UNSIZED_FILE:
             raise ValueError(f"the pieces do not add up to the size {size}")
+        if any(piece.base is not None and piece.length % 2 for piece in pieces):
+            raise ValueError("a difference piece must be whole 16-bit words long")
     except (InputError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ModelError(f"{recipe}: not a valid list of pieces ({one_line(error)})") from None
     return Pieces(size, digest, pieces)
+
+
+def _piece(folder: Path, path: str, source: str, offset: int, length: int, *base: str | int) -> Piece:
+    """One entry of a pieces list: three items, or five for a difference."""
+    if not base:
+        return Piece(_piece_file(folder, path, source), offset, length)
+    base_source, base_offset = base  # ValueError for any other length
+    if not base_source or not isinstance(base_source, str):
+        raise ValueError("a difference piece's base must be another model's file")
+    return Piece(_piece_file(folder, path, source), offset, length, _piece_file(folder, path, base_source), base_offset)
 
 
 def _piece_file(folder: Path, path: str, source: str) -> Path:
@@ -229,18 +265,32 @@ def read_model_file(folder: Path, path: str) -> bytes:
     if pieces is None:
         return (folder / path).read_bytes()
     contents = {}
-    for file in {file for file, _, _ in pieces.pieces}:
+    for file in pieces.files:
         try:
             contents[file] = _read_piece_file(file, pieces.size)
         except InputError as error:
             raise ModelError(f"{folder / path} is stored in pieces, and one of them cannot be read ({error}); "
                              "reinstall tcodec (pip install --force-reinstall tcodec)") from None
-    data = b"".join(contents[file][offset:offset + length] for file, offset, length in pieces.pieces)
+    data = b"".join(_piece_bytes(piece, contents) for piece in pieces.pieces)
     if len(data) != pieces.size or hashlib.sha256(data).hexdigest() != pieces.sha256:
-        changed = ", ".join(sorted({str(file) for file, _, _ in pieces.pieces}))
+        changed = ", ".join(sorted(str(file) for file in pieces.files))
         raise ModelError(f"{folder / path} is stored in pieces of {changed}, and they no longer make the file "
                          "(one of them changed); reinstall tcodec (pip install --force-reinstall tcodec)")
     return data
+
+
+def _piece_bytes(piece: Piece, contents: dict[Path, bytes]) -> bytes:
+    """A piece's bytes; b"" where a file is too short for it (the size check then fails)."""
+    chunk = contents[piece.file][piece.offset:piece.offset + piece.length]
+    if piece.base is None:
+        return chunk
+    import numpy as np  # only for the models stored so
+
+    base = contents[piece.base][piece.base_offset:piece.base_offset + piece.length]
+    if len(chunk) != piece.length or len(base) != piece.length:
+        return b""
+    words = np.frombuffer(chunk, "<u2") + np.frombuffer(base, "<u2")  # uint16: modulo 2**16
+    return words.astype("<u2").tobytes()
 
 
 def _stored_form(file: Path) -> Path:
@@ -270,7 +320,7 @@ def _stored_files(folder: Path, path: str) -> list[Path]:
     pieces = _pieces(folder, path)
     if pieces is None:
         return [folder / path]
-    return [folder / (path + PIECES_SUFFIX), *sorted({_stored_form(file) for file, _, _ in pieces.pieces})]
+    return [folder / (path + PIECES_SUFFIX), *sorted({_stored_form(file) for file in pieces.files})]
 
 
 def model_file_digest(folder: Path, path: str) -> str:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -269,6 +270,90 @@ def test_damaged_xz_own_bytes_are_refused_with_the_file_named(tmp_path, damage):
     own.unlink()
     with pytest.raises(ModelError, match=r"cannot be read \(.*model.safetensors.own.xz"):
         weights.read_model_file(packed, "model.safetensors")
+
+
+def _difference_folders(tmp_path):
+    """A base stored whole and a model whose middle is a difference from the base's:
+    each 16-bit word of the model's middle is the base's plus the own word, modulo 2**16."""
+    import struct
+
+    middle = bytes(range(256)) * 4
+    base_middle = bytes((b * 7 + 3) % 256 for b in middle)
+    words = [(a - b) % 65536 for a, b in zip(struct.unpack("<512H", middle), struct.unpack("<512H", base_middle))]
+    whole = b"HEADER" + middle + b"TAIL"
+    base, packed = tmp_path / "base", tmp_path / "packed"
+    for folder in (base, packed):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    (base / "model.safetensors").write_bytes(b"xx" + base_middle)
+    (packed / "model.safetensors.own").write_bytes(b"HEADERTAIL" + struct.pack("<512H", *words))
+    pieces = [["", 0, 6], ["", 10, len(middle), "base/model.safetensors", 2], ["", 6, 4]]
+    (packed / "model.safetensors.pieces.json").write_text(json.dumps(
+        {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest(), "pieces": pieces}))
+    return whole, base, packed
+
+
+def test_a_difference_piece_adds_its_words_to_the_bases(tmp_path):
+    whole, _, packed = _difference_folders(tmp_path)
+    assert weights.read_model_file(packed, "model.safetensors") == whole
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "config.json").write_text("{}")
+    (reference / "model.safetensors").write_bytes(whole)
+    assert weights.model_hash(packed) == weights.model_hash(reference)
+
+
+def test_a_changed_base_of_a_difference_is_refused_not_misread(tmp_path):
+    _, base, packed = _difference_folders(tmp_path)
+    data = bytearray((base / "model.safetensors").read_bytes())
+    data[100] ^= 1
+    (base / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="pieces of .*base/model.safetensors, .* no longer make the file"):
+        weights.read_model_file(packed, "model.safetensors")
+    (base / "model.safetensors").write_bytes(bytes(data[:500]))  # too short for the piece
+    with pytest.raises(ModelError, match="no longer make the file"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
+@pytest.mark.parametrize("entry", [["", 10, 1023, "base/model.safetensors", 2], ["", 10, 1024, "", 2],
+                                   ["", 10, 1024, "base/model.safetensors"], ["", 10, 1024, "base/x", "2"]])
+def test_a_malformed_difference_piece_is_refused_before_reading(tmp_path, entry):
+    _, _, packed = _difference_folders(tmp_path)
+    recipe = packed / "model.safetensors.pieces.json"
+    raw = json.loads(recipe.read_text())
+    raw["pieces"][1] = entry
+    raw["size"] = sum(piece[2] for piece in raw["pieces"])
+    recipe.write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="not a valid list of pieces"):
+        weights.read_model_file(packed, "model.safetensors")
+
+
+def test_the_pack_tool_stores_a_fine_tuned_tensor_as_its_difference(tmp_path):
+    """tools/pack_model.py: a tensor equal to the base's is read from it, one of the same
+    name and size with other values is stored as a difference, and the rest as own bytes;
+    the pieces make the file again."""
+    import importlib.util
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save
+
+    spec = importlib.util.spec_from_file_location("pack_model", Path(__file__).parents[1] / "tools" / "pack_model.py")
+    pack_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack_model)
+    generator = torch.Generator().manual_seed(0)
+    shared, tuned = torch.randn(64, 64, generator=generator), torch.randn(64, 64, generator=generator)
+    base = save({"shared": shared, "tuned": tuned.half()})
+    data = save({"shared": shared, "tuned": (tuned + 1e-3).half(), "new": torch.ones(8)})
+    pieces, own = pack_model.pieces_of(data, "base", base, differences=True)
+    assert sorted(len(piece) for piece in pieces if piece[0]) == [3]  # "shared", read from the base
+    assert [piece[2] for piece in pieces if len(piece) == 5] == [64 * 64 * 2]  # "tuned"
+    for folder, files in (("base", {"model.safetensors": base}),
+                          ("packed", {"model.safetensors.own": own, "model.safetensors.pieces.json": json.dumps(
+                              {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pieces": pieces})})):
+        (tmp_path / folder).mkdir()
+        for name, content in files.items():
+            (tmp_path / folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert weights.read_model_file(tmp_path / "packed", "model.safetensors") == data
 
 
 def test_a_changed_shared_file_is_refused_not_misread(tmp_path):
