@@ -82,7 +82,8 @@ REFERENCE = "avif"
 FINE_TUNED_FOR = {"taco-p1": "fine-tuned with ST-LPIPS (alex) in its loss",
                   "taco-p2": "its decoder fine-tuned with SSIMULACRA 2 in its loss",
                   "taco-p3": "fine-tuned, encoder and decoder, with SSIMULACRA 2 in its loss",
-                  "taco-p4": "p3 trained on with a heavier SSIMULACRA 2 term"}
+                  "taco-p4": "p3 trained on with a heavier SSIMULACRA 2 term",
+                  "taco-p5": "p4 trained on with an ST-LPIPS (alex) term beside its SSIMULACRA 2 term"}
 BD_METHOD, BD_MAX_BPP = "pchip", 2.0  # tcodec bench's defaults
 CAPTION_VARIANTS = {"own-caption": "its own caption", "empty-caption": "empty text",
                     "other-caption": "another image's caption"}
