@@ -18,13 +18,13 @@ bench_taco_kodak.py), so a stopped or repeated run measures only what is missing
 1. pillow-jpeg, webp, avif and jxl at qualities that span about 0.05-1 bpp on Kodak
    (WebP and JPEG XL go no lower than about 0.10 and 0.15 bpp on their quality scales);
 2. taco v4 (-O taco.model=tcodec-taco-v4) and the perceptual models (--perceptual, default
-   -O taco.model=tcodec-taco-p1 and tcodec-taco-p2) at qualities 1-8 with each image's own caption
+   -O taco.model=tcodec-taco-p5 and tcodec-taco-p4, the tunes perceptual and ssimulacra2) at qualities 1-8 with each image's own caption
    (../shared/data/kodak/captions.jsonl), and at 4 of them (--caption-points) with empty
    text (no caption) and with another image's caption (each image gets the next one's).
 
 It writes into --output (default results/perceptual-kodak/):
 
-- reference/, taco-v4/{own,empty,other}-caption/, taco-p1/..., taco-p2/...: each bench run's
+- reference/, taco-v4/{own,empty,other}-caption/, taco-p5/..., taco-p4/...: each bench run's
   own outputs (CompressAI JSON per codec, per_image.csv, summary.md, bd-rate.md, run.json);
 - curves/: the main curves (own captions for taco) in CompressAI's JSON format;
 - rd-*.png: RD plots of those curves on every metric (tcodec bench's plotting);
@@ -76,7 +76,7 @@ REFERENCE_QUALITIES = {
 }
 TACO_QUALITIES = (1, 2, 3, 4, 5, 6, 7, 8)  # 0.06-0.99 bpp for v4
 V4_OPTION = "model=tcodec-taco-v4"
-PERCEPTUAL_OPTIONS = ("model=tcodec-taco-p1", "model=tcodec-taco-p2")
+PERCEPTUAL_OPTIONS = ("model=tcodec-taco-p5", "model=tcodec-taco-p4")
 REFERENCE = "avif"
 # what each fine-tuned model was trained for (training/MODEL_CARD.md); other metrics are checks
 FINE_TUNED_FOR = {"taco-p1": "fine-tuned with ST-LPIPS (alex) in its loss",

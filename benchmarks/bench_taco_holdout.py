@@ -4,7 +4,7 @@
     python benchmarks/bench_taco_holdout.py --limit 8         # a quick look
     python benchmarks/bench_taco_holdout.py --limit 40 --models taco-v4,taco-p3,taco-p4
 
-The recipes of tcodec-taco-p1 to -p4 (training/taco-p*-release.toml) hold out every 20th
+The recipes of tcodec-taco-p1 to -p5 (training/taco-p*-release.toml) hold out every 20th
 training photo (the same 80 of 1,599: ImageNet, BSDS500, COCO and SUN photos of 0.1-0.4 MP)
 out of their fine-tuning; this runs the real `tcodec bench` on them (their captions where
 they have one) for v4 and the fine-tuned models at four qualities each and AVIF at five,
@@ -30,7 +30,7 @@ from tcodec.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = "psnr-rgb,ms-ssim-rgb,st-lpips-alex,ssimulacra2"
-FINE_TUNED = ("taco-p1", "taco-p2", "taco-p3", "taco-p4")  # their recipes hold out the same photos (checked below)
+FINE_TUNED = ("taco-p1", "taco-p2", "taco-p3", "taco-p4", "taco-p5")  # their recipes hold out the same photos (checked below)
 MODELS = {label: f"model=tcodec-{label}" for label in ("taco-v4", *FINE_TUNED)}
 QUALITIES = {"taco": "1,3,5,8", "avif": "10,25,40,55,65"}
 

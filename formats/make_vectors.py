@@ -41,7 +41,7 @@ def vectors() -> dict[str, bytes]:
         **{f"taco-{version}-rgb": api.encode(LoadedImage(sample_image(80, 56)), "taco", 3.5,
                                              caption="a colourful test card", store_caption=True,
                                              options={"model": f"tcodec-taco-{version}"})
-           for version in ("v1", "v2", "v3", "v4", "p1", "p2", "p3", "p4")},
+           for version in ("v1", "v2", "v3", "v4", "p1", "p2", "p3", "p4", "p5")},
         # The perco payload (bitstream level: no released model can be installed here, and a
         # random one's pixels are no contract): every sampling field, and the defaults.
         "perco-payload": perco_vector(768, 512, 1, Sampling(steps=4, guidance=2.5, seed=42),

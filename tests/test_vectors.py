@@ -14,7 +14,7 @@ NAMES = sorted(p.stem for p in VECTORS.glob("*.tcz"))
 
 def test_there_are_vectors_for_every_decodable_backend():
     assert {"jpeg-rgb", "jpeg-gray-caption", "taco-v1-rgb", "taco-v2-rgb", "taco-v3-rgb", "taco-v4-rgb",
-            "taco-p1-rgb", "taco-p2-rgb", "taco-p3-rgb", "taco-p4-rgb",
+            "taco-p1-rgb", "taco-p2-rgb", "taco-p3-rgb", "taco-p4-rgb", "taco-p5-rgb",
             "taco-container",
             "perco-payload", "perco-defaults"} <= set(NAMES)
 

@@ -23,7 +23,7 @@ from tcodec.errors import FormatError, InputError
 
 DEFAULT_MODEL = "tcodec-taco-v4"
 # -O tune=NAME picks the model trained for that kind of quality
-TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p1", "ssimulacra2": "tcodec-taco-p4"}
+TUNINGS = {"psnr": DEFAULT_MODEL, "perceptual": "tcodec-taco-p5", "ssimulacra2": "tcodec-taco-p4"}
 OFFICIAL_FAMILY = "taco-official"
 OFFICIAL_RATES = 6
 # Memory grows with the coded area (benchmarks/bench_taco_large.py measures it). Larger
@@ -66,8 +66,8 @@ class TacoBackend(Backend):
     options = {"model": f"a model from `tcodec models list`, {OFFICIAL_FAMILY} (quality picks the checkpoint), "
                         f"or a model folder; default {DEFAULT_MODEL}",
                "tune": "psnr (default: fidelity to the pixels) or perceptual (experimental: "
-                       f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS in its loss; it wins on ST-LPIPS and "
-                       "loses on PSNR, SSIMULACRA 2 and ColorVideoVDP) or ssimulacra2 "
+                       f"{TUNINGS['perceptual']}, fine-tuned with ST-LPIPS and SSIMULACRA 2 in its loss; it wins "
+                       "most on ST-LPIPS, also on SSIMULACRA 2 and ColorVideoVDP, and loses on PSNR) or ssimulacra2 "
                        f"({TUNINGS['ssimulacra2']}: v4 fine-tuned with SSIMULACRA 2 in its loss, encoder and "
                        "decoder; it wins on SSIMULACRA 2, ColorVideoVDP and ST-LPIPS and loses a little on PSNR); "
                        "see training/MODEL_CARD.md",

@@ -385,7 +385,8 @@ def test_a_refined_file_decodes_with_the_plain_decoder_in_fresh_processes(models
     ({"effort": "9"}, r"-O effort=9: choose 0 to 5, or max"),
     ({"effort": "-1"}, r"-O effort=-1: choose 0 to 5, or max"),
     ({"effort": "fast"}, r"-O effort=fast: choose"),
-    ({"effort": "1", "tune": "perceptual"}, r"neither models.lock nor its config.json gives one for tcodec-taco-p1"),
+    ({"effort": "1", "tune": "perceptual"}, r"neither models.lock nor its config.json gives one for tcodec-taco-p5"),
+    ({"effort": "1", "model": "tcodec-taco-p1"}, r"neither models.lock nor its config.json gives one for tcodec-taco-p1"),
     ({"effort": "1", "model": "taco-official"}, r"not taco-official"),
 ])
 def test_an_effort_that_cannot_be_honoured_is_an_input_error(card, options, message):
