@@ -1,10 +1,14 @@
 """Boundaries the layout promises: the container, CLI and jpeg path never import torch;
-only tcodec/coding/entropy.py imports constriction."""
+a command does not import pydantic (typer 0.29's parameter validation does); only
+tcodec/coding/entropy.py imports constriction."""
 
 import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import tcodec
+from tcodec.sample import sample_image
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tcodec"
 
@@ -26,6 +30,18 @@ def test_the_jpeg_path_never_imports_torch():
         "data = tcodec.encode(sample_image(32, 32), 'jpeg', 80)\ntcodec.decode(data)\ntcodec.read_info(data)"
     )
     assert "torch" not in modules_after(code)
+
+
+def test_a_command_does_not_import_pydantic(tmp_path):
+    path = tmp_path / "a.tcz"
+    path.write_bytes(tcodec.encode(sample_image(32, 32), "jpeg", 80))
+    script = ("import sys, tcodec.cli\n"
+              f"tcodec.cli.app(['info', {str(path)!r}], standalone_mode=False)\n"
+              "print('modules:', ' '.join(sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    shown, _, modules = result.stdout.partition("modules:")
+    assert "jpeg" in shown  # the command ran
+    assert "pydantic" not in modules.split()
 
 
 def test_only_entropy_imports_constriction():
