@@ -18,9 +18,10 @@ bench_taco_kodak.py), so a stopped or repeated run measures only what is missing
 1. pillow-jpeg, webp, avif and jxl at qualities that span about 0.05-1 bpp on Kodak
    (WebP and JPEG XL go no lower than about 0.10 and 0.15 bpp on their quality scales);
 2. taco v4 (-O taco.model=tcodec-taco-v4) and the perceptual models (--perceptual, default
-   -O taco.model=tcodec-taco-p5 and tcodec-taco-p4, the tunes perceptual and ssimulacra2) at qualities 1-8 with each image's own caption
-   (../shared/data/kodak/captions.jsonl), and at 4 of them (--caption-points) with empty
-   text (no caption) and with another image's caption (each image gets the next one's).
+   -O taco.model=tcodec-taco-p5 and tcodec-taco-p4, the tunes perceptual and ssimulacra2) at
+   qualities 1-8 with each image's own caption (../shared/data/kodak/captions.jsonl), and at
+   4 of them (--caption-points) with empty text (no caption) and with another image's caption
+   (each image gets the next one's).
 
 It writes into --output (default results/perceptual-kodak/):
 

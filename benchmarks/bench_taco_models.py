@@ -48,14 +48,15 @@ def main() -> None:
     print(f"{'image':<12}" + "".join(f"{m + ' enc/dec ms':>30}" for m in models))
     for image in images:
         row = f"{image.name:<12}"
+        with Image.open(image) as opened:
+            pixels = opened.width * opened.height
         for model in models:
             encode, data = best_of(args.repeats, lambda: tcodec.encode(image, "taco", args.quality,
                                                                          options={"model": model}))
             decode, _ = best_of(args.repeats, lambda: tcodec.decode(data))
             totals[model][0] += encode
             totals[model][1] += decode
-            with Image.open(image) as opened:
-                totals[model][2] += 8 * len(data) / (opened.width * opened.height)
+            totals[model][2] += 8 * len(data) / pixels
             row += f"{1000 * encode:>22.0f} / {1000 * decode:<5.0f}"
         print(row)
     print(f"{'mean':<12}" + "".join(f"{1000 * e / len(images):>22.0f} / {1000 * d / len(images):<5.0f}"
